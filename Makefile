@@ -1,0 +1,46 @@
+# genpool — the README's two commands: `make run` and `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test deps venv lint bench clean unit integration
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# redis-server comes from Debian's package; install it when missing and we are root.
+deps: venv
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null); \
+	  else \
+	    echo "redis-server is missing: run 'sudo apt-get install -y redis-server' and try again" >&2; exit 1; \
+	  fi; }
+
+run: deps
+	$(BIN)/python -m devstack.demo
+
+test: deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+unit: deps
+	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
+
+integration: deps
+	$(BIN)/python -m pytest -q tests/integration $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+
+bench: deps
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

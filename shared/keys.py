@@ -1,0 +1,79 @@
+"""Every Redis key genpool uses, in one place.
+
+Per-model keys carry a hash tag (``{m:<model>}``) so that all of one model's keys live in the same
+Redis Cluster slot and a single Lua script may touch them all.
+"""
+
+from __future__ import annotations
+
+PREFIX = "genpool"
+
+# Queues are RQ's own keys (rq:queue:<name>); these are genpool's queue names per priority.
+QUEUE_PREFIX = "genpool"
+PRIORITIES = ("high", "default", "low")
+
+
+def queue_name(priority: str) -> str:
+    return f"{QUEUE_PREFIX}-{priority}"
+
+
+def _model_tag(model: str) -> str:
+    return f"{PREFIX}:{{m:{model}}}"
+
+
+def model_limits(model: str) -> str:
+    """Hash: the model's live limits (rpm, tpm, rpd, ipm, window_ms, safety, burst); seeded from the catalog."""
+    return f"{_model_tag(model)}:limits"
+
+
+def model_bucket(model: str) -> str:
+    """Hash: token-bucket levels per dimension and the last refill time."""
+    return f"{_model_tag(model)}:bucket"
+
+
+def model_state(model: str) -> str:
+    """Hash: fleet-wide availability: cooldown (429), unavailable (404), circuit breaker fields."""
+    return f"{_model_tag(model)}:state"
+
+
+def result(job_id: str) -> str:
+    """String (JSON): the job's genpool result record."""
+    return f"{PREFIX}:result:{job_id}"
+
+
+def idempotency(key_digest: str) -> str:
+    """String: job id that owns an idempotency key (digest of the client's key)."""
+    return f"{PREFIX}:idem:{key_digest}"
+
+
+def conversation(conversation_id: str) -> str:
+    """List (JSON turns): a chat conversation's history."""
+    return f"{PREFIX}:conv:{conversation_id}"
+
+
+def job_lock(job_id: str) -> str:
+    """String: held by the worker that is generating a job, so a retried job is not paid twice."""
+    return f"{PREFIX}:lock:{job_id}"
+
+
+def spool_index() -> str:
+    """Set: job ids whose results wait in a worker's local spool for S3 to come back."""
+    return f"{PREFIX}:spool"
+
+
+METRICS_PREFIX = f"{PREFIX}:metrics"
+
+
+def metrics_counters() -> str:
+    """Hash: every counter, field = '<name>|<label>=<value>|...'."""
+    return f"{METRICS_PREFIX}:counters"
+
+
+def metrics_latency(model: str) -> str:
+    """Hash: latency histogram buckets for one model."""
+    return f"{METRICS_PREFIX}:latency:{model}"
+
+
+def metrics_timeline() -> str:
+    """Hash: per-minute requests per model (field '<minute>|<model>|<outcome>'), for the report."""
+    return f"{METRICS_PREFIX}:timeline"
