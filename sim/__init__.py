@@ -1,0 +1,1 @@
+"""Offline simulator of the Gemini Developer REST API, for tests and benchmarks (`genpool sim`)."""
