@@ -58,3 +58,98 @@ class StorageUnavailable(ServiceUnavailable):
     """The object store cannot be reached."""
 
     kind = "storage_unavailable"
+
+
+# --- Failures of one model call, translated at the Gemini boundary (worker/gemini.py) ---------------
+
+
+class TransientError(Retryable):
+    """5xx, 408, timeouts, connection resets: the same model may answer next time."""
+
+    kind = "transient"
+
+
+class ServerError(TransientError):
+    kind = "server_error"
+
+
+class CallTimeout(TransientError):
+    kind = "timeout"
+
+
+class ConnectionFailed(TransientError):
+    kind = "connection"
+
+
+class RateLimited(Retryable):
+    """429 RESOURCE_EXHAUSTED. ``scope`` is "minute" or "day" (from the QuotaFailure quotaId)."""
+
+    kind = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None, scope: str = "minute",
+                 quota_id: str = "") -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+        self.scope = scope
+        self.quota_id = quota_id
+
+
+class UnusableAnswer(Retryable):
+    """HTTP 200 but not usable (no image, JSON failing its schema, recitation): retry, then fall back."""
+
+    kind = "unusable_answer"
+
+
+class ModelUnavailable(GenpoolError):
+    """This model cannot serve (404 retired / not found, circuit open): fall back to the next one."""
+
+    kind = "model_unavailable"
+
+
+class ModelNotFound(ModelUnavailable):
+    kind = "model_not_found"
+
+
+class ContextTooLong(GenpoolError):
+    """The prompt does not fit this model's window: a model with a larger window may take it."""
+
+    kind = "context_too_long"
+
+
+class InvalidRequest(Permanent):
+    """400 INVALID_ARGUMENT: the request itself is wrong; other models would reject it too."""
+
+    kind = "invalid_argument"
+
+
+class AuthError(Permanent):
+    """Bad, missing or suspended API key (400 API_KEY_INVALID, 401, 403): fail fast on every model."""
+
+    kind = "auth"
+
+
+class ContentBlocked(Permanent):
+    """The prompt or answer was blocked (blockReason, SAFETY, PROHIBITED_CONTENT, ...)."""
+
+    kind = "blocked"
+
+
+class OutputTruncated(Permanent):
+    """MAX_TOKENS cut a structured answer short; raising max_output_tokens is the fix."""
+
+    kind = "max_tokens"
+
+
+class AllModelsFailed(Permanent):
+    """Every model in the chain failed; the message lists each model's last error."""
+
+    kind = "all_models_failed"
+
+
+class Deferred(GenpoolError):
+    """No model can take the job soon: put it back on the queue to run after ``delay_s``."""
+
+    kind = "deferred"
+
+    def __init__(self, message: str, *, delay_s: float) -> None:
+        super().__init__(message)
+        self.delay_s = delay_s

@@ -1,0 +1,227 @@
+"""GenPool: submit one job, submit many in one round trip, and follow them through handles."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pydantic
+import redis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, Retry
+from rq.serializers import JSONSerializer
+
+from shared import keys
+from shared.catalog import Catalog, load_catalog
+from shared.errors import ServiceUnavailable, ValidationError
+from shared.jobs import Envelope, Request, ResultRecord, new_job_id, parse_request
+from shared.settings import Settings
+
+TASK = "worker.tasks.generate"
+ABANDONED_RETRIES = 3  # a job whose worker died is requeued this many times (RQ Retry)
+IDEMPOTENCY_TTL_S = 7 * 24 * 3600
+CHARS_PER_TOKEN = 4
+
+
+def describe_validation_error(exc: pydantic.ValidationError) -> str:
+    """One readable line per problem: ``field.path: message``."""
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("tagged-union", "function-after")))
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{where or 'request'}: {msg}")
+    return "; ".join(lines)
+
+
+class JobHandle:
+    """A submitted job: its id, status and result."""
+
+    def __init__(self, job_id: str, connection: redis.Redis, *, existing: bool = False) -> None:
+        self.id = job_id
+        self._redis = connection
+        self.existing = existing  # True when an idempotency key returned an earlier job
+
+    def __repr__(self) -> str:
+        return f"JobHandle({self.id!r})"
+
+    def result(self) -> ResultRecord | None:
+        """The result record once the job is terminal (finished or failed), else None."""
+        raw = _call(self._redis.get, keys.result(self.id))
+        return ResultRecord.model_validate_json(raw) if raw else None
+
+    def status(self) -> str:
+        """queued | started | scheduled | deferred | finished | failed | unknown."""
+        record = self.result()
+        if record is not None:
+            return record.status
+        try:
+            job = Job.fetch(self.id, connection=self._redis, serializer=JSONSerializer)
+        except NoSuchJobError:
+            return "unknown"
+        status = job.get_status(refresh=False)
+        return str(status.value if status is not None else "unknown")
+
+    def wait(self, timeout_s: float = 300.0, poll_s: float = 0.05) -> ResultRecord:
+        """Block until the job is terminal; raises TimeoutError after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            record = self.result()
+            if record is not None:
+                return record
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"job {self.id} not finished after {timeout_s} s (status: {self.status()})")
+            time.sleep(poll_s)
+            poll_s = min(poll_s * 1.5, 0.5)
+
+
+class GenPool:
+    """The producer API. Holds one Redis connection pool; safe to share across threads."""
+
+    def __init__(self, connection: redis.Redis, settings: Settings | None = None,
+                 catalog: Catalog | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.catalog = catalog or load_catalog(self.settings)
+        self._redis = connection
+        self._queues = {p: Queue(keys.queue_name(p), connection=connection, serializer=JSONSerializer)
+                        for p in keys.PRIORITIES}
+
+    @classmethod
+    def from_env(cls, settings: Settings | None = None) -> GenPool:
+        settings = settings or Settings.from_env()
+        conn = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_s,
+                                    socket_connect_timeout=settings.redis_timeout_s, health_check_interval=30)
+        return cls(conn, settings)
+
+    @property
+    def connection(self) -> redis.Redis:
+        return self._redis
+
+    def validate(self, request: Request | Mapping[str, Any]) -> Request:
+        """Parse and check a request; raises genpool's ValidationError with a readable message."""
+        try:
+            parsed = parse_request(request)
+        except pydantic.ValidationError as exc:
+            raise ValidationError(describe_validation_error(exc)) from None
+        self._check_models(parsed)
+        return parsed
+
+    def _check_models(self, request: Request) -> None:
+        if request.model is not None and request.model not in self.catalog.models:
+            known = ", ".join(sorted(self.catalog.models))
+            raise ValidationError(f"model: {request.model!r} is not in the catalog (known: {known})")
+        if request.model is not None:
+            produces = self.catalog.models[request.model].kind
+            wanted = "image" if request.kind == "image" else "text"
+            if produces != wanted:
+                raise ValidationError(f"model: {request.model!r} makes {produces}, not {wanted} ({request.kind} job)")
+        chain = self.catalog.chain_for(request.kind, request.model, request.allow_fallback)
+        largest = max(self.catalog.spec(m).input_token_limit for m in chain)
+        tokens = request.prompt_chars() // CHARS_PER_TOKEN
+        if tokens > largest:
+            raise ValidationError(f"prompt: about {tokens} tokens, above the largest input limit in the chain "
+                                  f"({largest} tokens)")
+
+    def submit(self, request: Request | Mapping[str, Any], *, priority: str = "default",
+               idempotency_key: str | None = None, deadline_s: float | None = None) -> JobHandle:
+        return self.submit_many([request], priority=priority, deadline_s=deadline_s,
+                                idempotency_keys=[idempotency_key])[0]
+
+    def submit_many(self, requests: Sequence[Request | Mapping[str, Any]], *, priority: str = "default",
+                    idempotency_keys: Sequence[str | None] | None = None,
+                    deadline_s: float | None = None) -> list[JobHandle]:
+        """Validate every request first (all or nothing), then enqueue in one pipelined round trip."""
+        queue = self._queue(priority)
+        parsed = [self.validate(r) for r in requests]
+        idem = list(idempotency_keys or [None] * len(parsed))
+        if len(idem) != len(parsed):
+            raise ValidationError("idempotency_keys must have one entry per request")
+        ids = [new_job_id() for _ in parsed]
+        claimed = self._claim_idempotency(ids, idem)
+        fresh = [i for i, owner in enumerate(claimed) if owner == ids[i]]
+        envelopes = [self._envelope(ids[i], parsed[i], deadline_s) for i in fresh]
+        self._enqueue(queue, envelopes)
+        return [JobHandle(claimed[i], self._redis, existing=claimed[i] != ids[i]) for i in range(len(parsed))]
+
+    def handle(self, job_id: str) -> JobHandle:
+        return JobHandle(job_id, self._redis)
+
+    def wait_all(self, handles: Iterable[JobHandle], timeout_s: float = 600.0) -> list[ResultRecord | None]:
+        """Wait for many jobs with one MGET per poll; None for any not done by the deadline."""
+        handles = list(handles)
+        results: list[ResultRecord | None] = [None] * len(handles)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.poll_results(handles, results)
+            if all(r is not None for r in results) or time.monotonic() >= deadline:
+                return results
+            time.sleep(0.2)
+
+    def poll_results(self, handles: Sequence[JobHandle], results: list[ResultRecord | None]) -> int:
+        """Fill ``results`` in place for handles that have finished; returns how many are done."""
+        pending = [i for i, r in enumerate(results) if r is None]
+        if pending:
+            raws = _call(self._redis.mget, [keys.result(handles[i].id) for i in pending])
+            for i, raw in zip(pending, raws, strict=True):
+                if raw:
+                    results[i] = ResultRecord.model_validate_json(raw)
+        return sum(r is not None for r in results)
+
+    def _queue(self, priority: str) -> Queue:
+        try:
+            return self._queues[priority]
+        except KeyError:
+            raise ValidationError(f"priority: {priority!r} is not one of {', '.join(keys.PRIORITIES)}") from None
+
+    def _envelope(self, job_id: str, request: Request, deadline_s: float | None) -> Envelope:
+        return Envelope(job_id=job_id, request=request, deadline_s=deadline_s or self.settings.job_deadline_s)
+
+    def _claim_idempotency(self, ids: list[str], idem: list[str | None]) -> list[str]:
+        """For each request, the job id that owns it: a fresh id, or the earlier job's for a reused key."""
+        owners = list(ids)
+        wanted = [(i, keys.idempotency(_digest(k))) for i, k in enumerate(idem) if k]
+        if not wanted:
+            return owners
+        pipe = self._redis.pipeline(transaction=False)
+        for i, key in wanted:
+            pipe.set(key, ids[i], nx=True, ex=IDEMPOTENCY_TTL_S)
+            pipe.get(key)
+        replies = _call(pipe.execute)
+        for n, (i, _) in enumerate(wanted):
+            owners[i] = replies[2 * n + 1].decode()
+        return owners
+
+    def _enqueue(self, queue: Queue, envelopes: list[Envelope]) -> None:
+        if not envelopes:
+            return
+        timeout = int(max(e.deadline_s for e in envelopes)) + 120
+        datas = [
+            Queue.prepare_data(
+                TASK, args=[e.model_dump(mode="json")], job_id=e.job_id, timeout=timeout,
+                result_ttl=self.settings.result_ttl_s, failure_ttl=self.settings.result_ttl_s,
+                description=f"genpool {e.request.kind} {e.job_id}", retry=Retry(max=ABANDONED_RETRIES),
+            )
+            for e in envelopes
+        ]
+        pipe = self._redis.pipeline()
+        queue.enqueue_many(datas, pipeline=pipe)
+        _call(pipe.execute)
+
+
+def _digest(idempotency_key: str) -> str:
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a Redis command; an unreachable Redis becomes one clear genpool error."""
+    try:
+        return fn(*args, **kwargs)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise ServiceUnavailable(f"cannot reach Redis ({exc}); check REDIS_URL and that Redis is running") from exc
+
+
+def dumps_record(record: ResultRecord) -> str:
+    return json.dumps(record.model_dump(mode="json"), separators=(",", ":"))

@@ -1,0 +1,58 @@
+"""Fleet-wide model availability: what one worker learns about a model, every worker knows at once.
+
+A 404 (retired / not found) marks the model unavailable for a long cooldown; repeated 5xx or timeouts
+open a circuit breaker for a short cooldown. Either way the model's state hash carries
+``unavailable_until_ms`` and ``half_open``, which the limiter's acquire script honours (one round trip):
+workers skip an open model, and after the cooldown exactly one worker probes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from shared import keys
+from shared.errors import LimiterUnavailable
+
+_SCRIPT = (Path(__file__).with_name("lua") / "breaker.lua").read_text()
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    failure_threshold: int = 5
+    failure_window_s: float = 30.0
+    open_s: float = 30.0
+    not_found_open_s: float = 3600.0
+
+
+class Availability:
+    def __init__(self, connection: redis.Redis, policy: BreakerPolicy | None = None) -> None:
+        self._redis = connection
+        self.policy = policy or BreakerPolicy()
+        self._script = connection.register_script(_SCRIPT)
+
+    def record_success(self, model: str) -> None:
+        self._run(model, "ok", self.policy.open_s, "")
+
+    def record_failure(self, model: str, reason: str) -> bool:
+        """Count a transient failure; True when it opened the breaker."""
+        return self._run(model, "fail", self.policy.open_s, f"breaker_open:{reason}")
+
+    def mark_down(self, model: str, reason: str, open_s: float | None = None) -> None:
+        """Mark unavailable now (404 retired model: the long cooldown)."""
+        self._run(model, "down", open_s if open_s is not None else self.policy.not_found_open_s, reason)
+
+    def state(self, model: str) -> dict[str, str]:
+        raw = self._redis.hgetall(keys.model_state(model))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    def _run(self, model: str, outcome: str, open_s: float, reason: str) -> bool:
+        p = self.policy
+        try:
+            opened = self._script(keys=[keys.model_state(model)], args=[
+                outcome, p.failure_threshold, int(p.failure_window_s * 1000), int(open_s * 1000), reason])
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise LimiterUnavailable(f"cannot reach Redis to record model availability: {exc}") from exc
+        return bool(opened)

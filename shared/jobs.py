@@ -1,0 +1,204 @@
+"""Job requests and result records: the versioned JSON wire format between producer and worker."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+
+from shared.schema import schema_problems
+
+WIRE_VERSION = 1
+MAX_PROMPT_CHARS = 2_000_000
+MAX_MESSAGES = 500
+ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
+PRESETS = {"video_background": "16:9"}
+HARM_CATEGORIES = (
+    "HARM_CATEGORY_HARASSMENT",
+    "HARM_CATEGORY_HATE_SPEECH",
+    "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+    "HARM_CATEGORY_DANGEROUS_CONTENT",
+)
+Threshold = Literal["BLOCK_NONE", "BLOCK_ONLY_HIGH", "BLOCK_MEDIUM_AND_ABOVE", "BLOCK_LOW_AND_ABOVE", "OFF"]
+Category = Literal[
+    "HARM_CATEGORY_HARASSMENT",
+    "HARM_CATEGORY_HATE_SPEECH",
+    "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+    "HARM_CATEGORY_DANGEROUS_CONTENT",
+    "HARM_CATEGORY_CIVIC_INTEGRITY",
+]
+Priority = Literal["high", "default", "low"]
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+Prompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GenerationConfig(_Strict):
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    top_k: int | None = Field(None, ge=1, le=1000)
+    max_output_tokens: int | None = Field(None, ge=1, le=65_536)
+    stop_sequences: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list,
+                                                                                     max_length=5)
+
+
+class SafetySetting(_Strict):
+    category: Category
+    threshold: Threshold = "BLOCK_MEDIUM_AND_ABOVE"
+
+
+def default_safety() -> list[SafetySetting]:
+    return [SafetySetting(category=c) for c in HARM_CATEGORIES]  # type: ignore[arg-type]
+
+
+class _Request(_Strict):
+    model: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.\-]{1,80}$")] | None = None
+    allow_fallback: bool = True
+    system_instruction: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | None = None
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    safety: list[SafetySetting] = Field(default_factory=default_safety, max_length=10)
+
+    def prompt_chars(self) -> int:
+        return len(self.system_instruction or "")
+
+
+class TextRequest(_Request):
+    kind: Literal["text"] = "text"
+    prompt: Prompt
+
+    def prompt_chars(self) -> int:
+        return super().prompt_chars() + len(self.prompt)
+
+
+class ChatMessage(_Strict):
+    role: Literal["user", "model"]
+    text: Prompt
+
+
+class ChatRequest(_Request):
+    """Either the whole history in ``messages`` (last one from the user), or a ``conversation_id`` whose
+    history genpool keeps in Redis plus the new ``message``."""
+
+    kind: Literal["chat"] = "chat"
+    messages: list[ChatMessage] | None = Field(None, min_length=1, max_length=MAX_MESSAGES)
+    conversation_id: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
+    message: Prompt | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ChatRequest:
+        if self.conversation_id is not None:
+            if self.message is None:
+                raise ValueError("a chat with conversation_id needs 'message' (the new user turn)")
+        elif self.messages is None:
+            raise ValueError("a chat needs 'messages' (the history) or 'conversation_id' and 'message'")
+        if self.message is None and self.messages and self.messages[-1].role != "user":
+            raise ValueError("the last chat message must be from the user")
+        return self
+
+    def prompt_chars(self) -> int:
+        history = sum(len(m.text) for m in self.messages or [])
+        return super().prompt_chars() + history + len(self.message or "")
+
+
+class JsonRequest(_Request):
+    kind: Literal["json"] = "json"
+    prompt: Prompt
+    json_schema: dict[str, Any]
+
+    @field_validator("json_schema")
+    @classmethod
+    def _valid_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        problems = schema_problems(schema)
+        if problems:
+            raise ValueError("invalid json_schema: " + "; ".join(problems[:5]))
+        return schema
+
+    def prompt_chars(self) -> int:
+        return super().prompt_chars() + len(self.prompt)
+
+
+class ImageRequest(_Request):
+    kind: Literal["image"] = "image"
+    prompt: Prompt
+    aspect_ratio: Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"] = "1:1"
+    preset: Literal["video_background"] | None = None
+
+    @model_validator(mode="after")
+    def _preset(self) -> ImageRequest:
+        if self.preset is not None:
+            object.__setattr__(self, "aspect_ratio", PRESETS[self.preset])
+        return self
+
+    def prompt_chars(self) -> int:
+        return super().prompt_chars() + len(self.prompt)
+
+
+Request = Annotated[TextRequest | ChatRequest | JsonRequest | ImageRequest, Field(discriminator="kind")]
+REQUEST_ADAPTER: TypeAdapter[Request] = TypeAdapter(Request)
+
+
+def parse_request(data: Any) -> Request:
+    """Validate a request given as a dict (or a request model); raises pydantic.ValidationError."""
+    if isinstance(data, TextRequest | ChatRequest | JsonRequest | ImageRequest):
+        return data
+    return REQUEST_ADAPTER.validate_python(data)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Envelope(_Strict):
+    """What travels on the queue: one JSON object, versioned."""
+
+    v: Literal[1] = WIRE_VERSION
+    job_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    request: Request
+    submitted_at: float = Field(default_factory=time.time)
+    deadline_s: float = Field(300.0, gt=0, le=86_400)
+
+
+class StorageRef(BaseModel):
+    bucket: str
+    key: str
+
+
+class ErrorInfo(BaseModel):
+    type: str
+    message: str
+
+
+class AttemptRecord(BaseModel):
+    model: str
+    attempt: int
+    outcome: str  # "ok" or an error kind
+    latency_s: float = 0.0
+    wait_s: float = 0.0
+
+
+class ResultRecord(BaseModel):
+    """The stable, documented result of one job (see README, 'Result record')."""
+
+    id: str
+    status: Literal["finished", "failed"]
+    kind: str
+    model_used: str | None = None
+    models_tried: list[str] = Field(default_factory=list)
+    attempts: int = 0
+    fallbacks_used: int = 0
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    duration_s: float = 0.0
+    storage: StorageRef | None = None
+    error: ErrorInfo | None = None
+    model_version: str | None = None
+    attempt_log: list[AttemptRecord] = Field(default_factory=list)
+    conversation_id: str | None = None
+    finished_at: float = Field(default_factory=time.time)

@@ -1,0 +1,55 @@
+-- Fleet-wide model availability: a circuit breaker per model in the model's state hash.
+-- KEYS[1] = state hash (keys.model_state(model))
+-- ARGV[1] = "ok" | "fail" | "down"  (down = mark unavailable now, e.g. 404 retired model)
+-- ARGV[2] = failure threshold (consecutive-ish failures within the window that open the breaker)
+-- ARGV[3] = failure window in ms
+-- ARGV[4] = open period in ms (how long every worker skips the model)
+-- ARGV[5] = reason recorded when opening
+-- Returns 1 when this call opened the breaker, 0 otherwise.
+-- After the open period the acquire script lets exactly one caller through as a probe (half_open);
+-- a success closes the breaker, a failure opens it again.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local key = KEYS[1]
+local outcome = ARGV[1]
+
+local function open(reason)
+  redis.call('HSET', key, 'unavailable_until_ms', now + tonumber(ARGV[4]), 'unavailable_reason', reason,
+             'half_open', '1', 'probe_until_ms', 0, 'fail_count', 0, 'opened_at_ms', now)
+  redis.call('HINCRBY', key, 'opened_total', 1)
+  return 1
+end
+
+if outcome == 'ok' then
+  if redis.call('HGET', key, 'half_open') == '1' or redis.call('HEXISTS', key, 'fail_count') == 1 then
+    redis.call('HDEL', key, 'half_open', 'probe_until_ms', 'fail_count', 'fail_window_ms',
+               'unavailable_until_ms', 'unavailable_reason')
+  end
+  return 0
+end
+
+if outcome == 'down' then
+  return open(ARGV[5])
+end
+
+-- a failed probe re-opens at once
+if redis.call('HGET', key, 'half_open') == '1' then
+  local until_ms = tonumber(redis.call('HGET', key, 'unavailable_until_ms') or '0')
+  if until_ms <= now then
+    return open(ARGV[5])
+  end
+  return 0
+end
+
+local start = tonumber(redis.call('HGET', key, 'fail_window_ms') or '0')
+local count = tonumber(redis.call('HGET', key, 'fail_count') or '0')
+if now - start > tonumber(ARGV[3]) then
+  start = now
+  count = 0
+end
+count = count + 1
+if count >= tonumber(ARGV[2]) then
+  return open(ARGV[5])
+end
+redis.call('HSET', key, 'fail_count', count, 'fail_window_ms', start)
+return 0

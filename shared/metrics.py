@@ -1,0 +1,79 @@
+"""Per-model counters shared by every worker, in Redis: written in the job's final pipeline, read by
+``genpool stats``, the Prometheus exporter and the report.
+
+A counter is one field of one hash: ``name|label=value|...`` (labels sorted), so a whole job's
+metrics cost one pipelined HINCRBY per counter and no extra round trip.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from shared import keys
+
+LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, float("inf"))
+
+
+def field_name(name: str, labels: Mapping[str, str]) -> str:
+    return "|".join([name, *(f"{k}={labels[k]}" for k in sorted(labels))])
+
+
+def parse_field(raw: str) -> tuple[str, dict[str, str]]:
+    name, *pairs = raw.split("|")
+    return name, dict(p.split("=", 1) for p in pairs)
+
+
+def bucket_label(seconds: float) -> str:
+    for edge in LATENCY_BUCKETS_S:
+        if seconds <= edge:
+            return "+Inf" if edge == float("inf") else f"{edge:g}"
+    return "+Inf"
+
+
+@dataclass
+class MetricsBatch:
+    """Counters gathered while one job runs, flushed with its result in one pipeline."""
+
+    counters: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    latency: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    timeline: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        self.counters[field_name(name, labels)] += amount
+
+    def observe_latency(self, model: str, seconds: float) -> None:
+        self.latency[(model, bucket_label(seconds))] += 1
+        self.inc("latency_seconds_sum", seconds, model=model)
+        self.inc("latency_seconds_count", 1, model=model)
+
+    def minute(self, model: str, outcome: str, at_s: float | None = None) -> None:
+        minute = int((at_s if at_s is not None else time.time()) // 60)
+        self.timeline[f"{minute}|{model}|{outcome}"] += 1
+
+    def write(self, pipe: object) -> None:
+        """Queue every counter on a Redis pipeline (no round trip here)."""
+        counters_key = keys.metrics_counters()
+        for name, amount in self.counters.items():
+            if float(amount).is_integer():
+                pipe.hincrby(counters_key, name, int(amount))  # type: ignore[attr-defined]
+            else:
+                pipe.hincrbyfloat(counters_key, name, amount)  # type: ignore[attr-defined]
+        for (model, bucket), count in self.latency.items():
+            pipe.hincrby(keys.metrics_latency(model), bucket, count)  # type: ignore[attr-defined]
+        for name, count in self.timeline.items():
+            pipe.hincrby(keys.metrics_timeline(), name, count)  # type: ignore[attr-defined]
+
+
+def read_counters(raw: Mapping[bytes, bytes]) -> list[tuple[str, dict[str, str], float]]:
+    out = []
+    for f, v in raw.items():
+        name, labels = parse_field(f.decode())
+        out.append((name, labels, float(v)))
+    return out
+
+
+def total(rows: Iterable[tuple[str, dict[str, str], float]], name: str, **match: str) -> float:
+    return sum(v for n, labels, v in rows if n == name and all(labels.get(k) == x for k, x in match.items()))

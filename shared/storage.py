@@ -1,0 +1,135 @@
+"""Result objects in S3-compatible storage (AWS S3, MinIO, R2, moto): key layout, tags and metadata.
+
+Keys are built by genpool from the job id (a hex uuid it generated) and the job kind, never from user
+text, so nothing a client sends can steer where an object lands.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlencode
+
+from shared.errors import ConfigError, StorageUnavailable
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
+EXTENSIONS = {"text": ("txt", "text/plain; charset=utf-8"), "chat": ("txt", "text/plain; charset=utf-8"),
+              "json": ("json", "application/json"), "image": ("png", "image/png")}
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+_TAG_SAFE = re.compile(r"[^A-Za-z0-9 +\-=._:/@]")
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    body: bytes
+    content_type: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class ObjectStore(Protocol):
+    bucket: str
+
+    def put(self, obj: StoredObject) -> None: ...
+
+    def exists(self, key: str) -> bool: ...
+
+
+def object_key(prefix: str, kind: str, job_id: str) -> str:
+    """Deterministic key per job: ``<prefix>/<kind>/<id[:2]>/<id>.<ext>``."""
+    if not _JOB_ID.match(job_id):
+        raise ValueError(f"not a genpool job id: {job_id!r}")
+    ext, _ = EXTENSIONS[kind]
+    head = f"{prefix}/" if prefix else ""
+    return f"{head}{kind}/{job_id[:2]}/{job_id}.{ext}"
+
+
+def content_type(kind: str) -> str:
+    return EXTENSIONS[kind][1]
+
+
+def tag_value(value: str) -> str:
+    """S3 tag values allow letters, digits, spaces and + - = . _ : / @ (max 256)."""
+    return _TAG_SAFE.sub("_", value)[:256]
+
+
+def _translate(exc: Exception) -> Exception:
+    return StorageUnavailable(f"object store unreachable: {type(exc).__name__}: {exc}")
+
+
+class S3Store:
+    """boto3 client with short timeouts; retries are genpool's (it spools what it cannot upload)."""
+
+    def __init__(self, bucket: str, client: Any) -> None:
+        self.bucket = bucket
+        self._client = client
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> S3Store:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            connect_timeout=settings.s3_timeout_s, read_timeout=settings.s3_timeout_s,
+            retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=max(10, settings.concurrency),
+            signature_version="s3v4",
+        )
+        client = boto3.session.Session().client(
+            "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region, config=config)
+        return cls(settings.s3_bucket, client)
+
+    def put(self, obj: StoredObject) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.put_object(
+                Bucket=self.bucket, Key=obj.key, Body=obj.body, ContentType=obj.content_type,
+                Metadata=dict(obj.metadata), Tagging=urlencode({k: tag_value(v) for k, v in obj.tags.items()}),
+            )
+        except ClientError as exc:
+            if _is_missing_bucket(exc):
+                raise ConfigError(f"S3 bucket {self.bucket!r} does not exist: create it or set S3_BUCKET") from exc
+            raise _translate(exc) from exc
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
+
+    def exists(self, key: str) -> bool:
+        return self.head(key) is not None
+
+    def head(self, key: str) -> dict[str, str] | None:
+        """The object's user metadata, or None when it does not exist."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            reply = self._client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise _translate(exc) from exc
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
+        return {str(k): str(v) for k, v in reply.get("Metadata", {}).items()}
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it is missing (local servers, first runs)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            self._client.create_bucket(Bucket=self.bucket)
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+
+def _is_missing_bucket(exc: Any) -> bool:
+    return exc.response.get("Error", {}).get("Code") in ("NoSuchBucket",)

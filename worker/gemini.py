@@ -1,0 +1,98 @@
+"""The google-genai boundary: one Client per process, request building, the call, error translation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shared.jobs import ChatRequest, ImageRequest, JsonRequest, Request
+from shared.settings import Settings
+from worker import answers, translate
+from worker.answers import Generation
+
+Turn = tuple[str, str]  # (role, text)
+
+
+@dataclass(frozen=True)
+class Call:
+    """Everything one generate_content call needs, built once per job and reused down the chain."""
+
+    request: Request
+    contents: list[Any]
+    config_kwargs: dict[str, Any]
+
+
+class GeminiGateway:
+    """Holds the process's one google-genai Client (its HTTP pool is reused across jobs and threads)."""
+
+    def __init__(self, settings: Settings, max_connections: int = 256) -> None:
+        import httpx2
+        from google import genai
+        from google.genai import types
+
+        self._types = types
+        limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        options = types.HttpOptions(
+            base_url=settings.gemini_base_url, timeout=int(settings.job_deadline_s * 1000),
+            client_args={"limits": limits}, async_client_args={"limits": limits},
+        )
+        # retry_options stays unset: the SDK's own retry is off, genpool's tenacity layer is the only one.
+        self.client = genai.Client(api_key=settings.require_api_key(), http_options=options)
+
+    def build(self, request: Request, history: list[Turn] | None = None) -> Call:
+        return Call(request=request, contents=self._contents(request, history or []),
+                    config_kwargs=self._config(request))
+
+    def generate(self, call: Call, model: str, timeout_s: float) -> Generation:
+        """One attempt on one model; every failure comes out as a genpool error."""
+        config = self._types.GenerateContentConfig(
+            **call.config_kwargs, http_options=self._types.HttpOptions(timeout=int(timeout_s * 1000)))
+        try:
+            response = self.client.models.generate_content(model=model, contents=call.contents, config=config)
+        except Exception as exc:  # noqa: BLE001 - translated, nothing swallowed
+            raise translate.from_exception(exc) from exc
+        return parse(call.request, response)
+
+    def get_model(self, model: str, timeout_s: float = 5.0) -> Any:
+        """A cheap metadata call (models.get), used by health checks."""
+        try:
+            return self.client.models.get(
+                model=model, config=self._types.GetModelConfig(http_options=self._types.HttpOptions(
+                    timeout=int(timeout_s * 1000))))
+        except Exception as exc:  # noqa: BLE001
+            raise translate.from_exception(exc) from exc
+
+    def _contents(self, request: Request, history: list[Turn]) -> list[Any]:
+        types = self._types
+        turns: list[Turn]
+        if isinstance(request, ChatRequest):
+            turns = list(history) + [(m.role, m.text) for m in request.messages or []]
+            if request.message is not None:
+                turns.append(("user", request.message))
+        else:
+            turns = [("user", request.prompt)]
+        return [types.Content(role=role, parts=[types.Part(text=text)]) for role, text in turns]
+
+    def _config(self, request: Request) -> dict[str, Any]:
+        types = self._types
+        gen = request.generation
+        kwargs: dict[str, Any] = {
+            "temperature": gen.temperature, "top_p": gen.top_p, "top_k": gen.top_k,
+            "max_output_tokens": gen.max_output_tokens, "stop_sequences": gen.stop_sequences or None,
+            "safety_settings": [types.SafetySetting(category=s.category, threshold=s.threshold)
+                                for s in request.safety] or None,
+            "system_instruction": request.system_instruction,
+        }
+        if isinstance(request, JsonRequest):
+            kwargs.update(response_mime_type="application/json", response_json_schema=request.json_schema)
+        if isinstance(request, ImageRequest):
+            kwargs.update(response_modalities=["IMAGE"], image_config=types.ImageConfig(aspect_ratio=request.aspect_ratio))
+        return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def parse(request: Request, response: Any) -> Generation:
+    if isinstance(request, ImageRequest):
+        return answers.image_answer(response)
+    if isinstance(request, JsonRequest):
+        return answers.json_answer(response, request.json_schema)
+    return answers.text_answer(response)

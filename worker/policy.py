@@ -1,0 +1,88 @@
+"""Retry, fall back or fail: small pure functions over genpool's error types (no Redis, no clock).
+
+The table (README, "Failure policy"):
+- AuthError, InvalidRequest, ContentBlocked, OutputTruncated → fail the job (no other model is tried:
+  a bad key or a bad request would burn every model for nothing);
+- ModelUnavailable (404, breaker open), ContextTooLong → fall back at once;
+- RateLimited per day → fall back (the model is out until the Pacific midnight reset);
+- RateLimited per minute, TransientError, UnusableAnswer → retry the same model with exponential
+  backoff + jitter, never sooner than Gemini's RetryInfo.retryDelay, up to the model's max_retries and
+  within the job's deadline; then fall back.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import tenacity
+
+from shared import errors as e
+
+FAIL_TYPES: tuple[type[e.GenpoolError], ...] = (e.AuthError, e.InvalidRequest, e.ContentBlocked,
+                                                e.OutputTruncated, e.ConfigError)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    initial_s: float = 0.5
+    max_s: float = 8.0
+    jitter_s: float = 0.5
+
+    def wait_s(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        """Exponential in the attempt number (1-based), capped, plus uniform jitter."""
+        return min(self.max_s, self.initial_s * 2 ** (attempt - 1)) + rng() * self.jitter_s
+
+
+def same_model_retryable(exc: BaseException, max_wait_s: float) -> bool:
+    """Whether ``exc`` is worth another attempt on the same model."""
+    if isinstance(exc, e.RateLimited):
+        return exc.scope == "minute" and (exc.retry_after_s or 0) <= max_wait_s
+    return isinstance(exc, e.TransientError | e.UnusableAnswer)
+
+
+def after_model(exc: BaseException) -> Literal["fallback", "fail"]:
+    """What the job does once a model has given up with ``exc``."""
+    if isinstance(exc, FAIL_TYPES):
+        return "fail"
+    if isinstance(exc, e.GenpoolError):
+        return "fallback"
+    return "fail"
+
+
+def retry_after_s(exc: BaseException | None) -> float:
+    return float(getattr(exc, "retry_after_s", None) or 0.0)
+
+
+def wait_strategy(backoff: Backoff, rng: Callable[[], float] = random.random) -> Callable[[tenacity.RetryCallState], float]:
+    """Backoff with jitter, but never sooner than the server's RetryInfo.retryDelay."""
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        return max(backoff.wait_s(state.attempt_number, rng), retry_after_s(exc))
+
+    return wait
+
+
+def stop_at_deadline(deadline_at: float, clock: Callable[[], float]) -> Callable[[tenacity.RetryCallState], bool]:
+    """Stop when sleeping before the next attempt would cross the job's deadline."""
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        return clock() + (state.upcoming_sleep or 0.0) >= deadline_at
+
+    return stop
+
+
+def retrying(max_retries: int, deadline_at: float, max_wait_s: float, *, clock: Callable[[], float],
+             sleep: Callable[[float], None], backoff: Backoff | None = None,
+             rng: Callable[[], float] = random.random) -> tenacity.Retrying:
+    """The per-model retry loop: attempts = 1 + max_retries, deadline-bounded, sleep injected."""
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(max_retries + 1) | stop_at_deadline(deadline_at, clock),
+        wait=wait_strategy(backoff or Backoff(), rng),
+        retry=tenacity.retry_if_exception(lambda exc: same_model_retryable(exc, max_wait_s)),
+        sleep=sleep,
+        reraise=True,
+    )

@@ -1,0 +1,67 @@
+"""The outside world as the runner sees it: small Protocols, so the core is tested without it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from shared.jobs import Request, ResultRecord, StorageRef
+from shared.metrics import MetricsBatch
+from worker.answers import Generation
+from worker.gemini import Call, Turn
+
+
+class Decision(Protocol):
+    status: str  # "granted" | "wait" | "unavailable"
+    delay_ms: int
+    wait_ms: int
+    reason: str
+
+
+class Limiter(Protocol):
+    def acquire(self, model: str, requests: int = 1, tokens: int = 0, images: int = 0,
+                max_wait_ms: int = 0) -> Decision: ...
+
+    def settle(self, model: str, reserved_tokens: int, actual_tokens: int) -> Any: ...
+
+    def release(self, model: str, requests: int = 1, tokens: int = 0, images: int = 0) -> Any: ...
+
+    def penalize(self, model: str, retry_after_ms: int, scope: str = "minute") -> Any: ...
+
+
+class AvailabilityPort(Protocol):
+    def record_success(self, model: str) -> None: ...
+
+    def record_failure(self, model: str, reason: str) -> bool: ...
+
+    def mark_down(self, model: str, reason: str, open_s: float | None = None) -> None: ...
+
+
+class Gateway(Protocol):
+    def build(self, request: Request, history: list[Turn] | None = None) -> Call: ...
+
+    def generate(self, call: Call, model: str, timeout_s: float) -> Generation: ...
+
+
+class Results(Protocol):
+    def get(self, job_id: str) -> ResultRecord | None: ...
+
+    def history(self, conversation_id: str) -> list[Turn]: ...
+
+    def store_output(self, job_id: str, kind: str, model: str, gen: Generation) -> StorageRef: ...
+
+    def find_output(self, job_id: str, kind: str) -> dict[str, str] | None: ...
+
+    def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None) -> None: ...
+
+
+@dataclass(frozen=True)
+class Ports:
+    gateway: Gateway
+    limiter: Limiter
+    availability: AvailabilityPort
+    results: Results
+    clock: Callable[[], float]
+    wall: Callable[[], float]
+    sleep: Callable[[float], None]

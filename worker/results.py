@@ -1,0 +1,84 @@
+"""Where a job's output and record go: the object store (with the spool behind it) and Redis."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import redis
+
+from shared import keys
+from shared.errors import GenpoolError, StorageUnavailable
+from shared.jobs import ResultRecord, StorageRef
+from shared.metrics import MetricsBatch
+from shared.storage import ObjectStore, StoredObject, content_type, object_key
+from worker.answers import Generation
+from worker.gemini import Turn
+from worker.spool import Spool
+
+log = logging.getLogger("genpool.results")
+CONVERSATION_TTL_S = 30 * 24 * 3600
+
+
+class ResultStore:
+    def __init__(self, connection: redis.Redis, store: ObjectStore, spool: Spool, prefix: str,
+                 result_ttl_s: int, upload_attempts: int = 3, upload_backoff_s: float = 0.2) -> None:
+        self._redis = connection
+        self._store = store
+        self._spool = spool
+        self._prefix = prefix
+        self._ttl_s = result_ttl_s
+        self._attempts = upload_attempts
+        self._backoff_s = upload_backoff_s
+
+    def get(self, job_id: str) -> ResultRecord | None:
+        raw = self._redis.get(keys.result(job_id))
+        return ResultRecord.model_validate_json(raw) if raw else None
+
+    def history(self, conversation_id: str) -> list[Turn]:
+        return [tuple(json.loads(t)) for t in self._redis.lrange(keys.conversation(conversation_id), 0, -1)]  # type: ignore[misc]
+
+    def store_output(self, job_id: str, kind: str, model: str, gen: Generation) -> StorageRef:
+        key = object_key(self._prefix, kind, job_id)
+        obj = StoredObject(
+            key=key, body=gen.body, content_type=content_type(kind), tags={"model": model, "kind": kind},
+            metadata={"job-id": job_id, "model": model, "model-version": gen.model_version,
+                      "finish-reason": gen.finish_reason, "prompt-tokens": str(gen.prompt_tokens),
+                      "output-tokens": str(gen.output_tokens), "images": str(gen.images)},
+        )
+        self._put_or_spool(obj)
+        return StorageRef(bucket=self._store.bucket, key=key)
+
+    def _put_or_spool(self, obj: StoredObject) -> None:
+        for attempt in range(1, self._attempts + 1):
+            try:
+                self._store.put(obj)
+                return
+            except StorageUnavailable as exc:
+                log.warning("upload of %s failed (attempt %d/%d): %s", obj.key, attempt, self._attempts, exc)
+                if attempt < self._attempts:
+                    time.sleep(self._backoff_s * 2 ** (attempt - 1))
+        self._spool.save(obj)
+        self._redis.sadd(keys.spool_index(), obj.key)
+        log.warning("S3 unavailable: %s kept in the local spool until it can be uploaded", obj.key)
+
+    def find_output(self, job_id: str, kind: str) -> dict[str, str] | None:
+        """Metadata of this job's stored object, if it exists (used only when a job is run again)."""
+        key = object_key(self._prefix, kind, job_id)
+        head = getattr(self._store, "head", None)
+        try:
+            meta = head(key) if head else None
+        except GenpoolError:
+            return None
+        return {**meta, "bucket": self._store.bucket, "key": key} if meta is not None else None
+
+    def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(keys.result(record.id), record.model_dump_json(), ex=self._ttl_s)
+        if new_turns and record.conversation_id:
+            conv = keys.conversation(record.conversation_id)
+            pipe.rpush(conv, *[json.dumps(list(t)) for t in new_turns])
+            pipe.expire(conv, CONVERSATION_TTL_S)
+        metrics.write(pipe)
+        pipe.execute()

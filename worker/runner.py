@@ -1,0 +1,200 @@
+"""One job: walk the model chain (acquire → call → settle), store the output, record the result."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from shared import errors as e
+from shared.catalog import Catalog, ModelSpec
+from shared.jobs import ChatRequest, Envelope, ImageRequest, Request, ResultRecord, StorageRef
+from worker import policy
+from worker.answers import Generation
+from worker.gemini import Call, Turn
+from worker.ports import Ports
+from worker.trace import Trace
+
+CHARS_PER_TOKEN = 4
+
+
+class JobFailed(e.Permanent):
+    """The job is terminal and failed; its record is already saved."""
+
+    kind = "job_failed"
+
+    def __init__(self, record: ResultRecord) -> None:
+        super().__init__(record.error.message if record.error else "failed")
+        self.record = record
+
+
+class NoCapacity(e.GenpoolError):
+    """The model's bucket cannot grant within the wait we accept; try another model or defer."""
+
+    kind = "no_capacity"
+
+    def __init__(self, wait_s: float, reason: str) -> None:
+        super().__init__(f"no capacity for {wait_s:.1f} s ({reason})")
+        self.wait_s = wait_s
+
+
+class Skipped(e.ModelUnavailable):
+    """The limiter says the model is unavailable (retired, breaker open, being probed)."""
+
+    kind = "skipped"
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    max_limiter_wait_s: float = 5.0
+    spillover: bool = True  # when the head model has no capacity soon, use the next model in the chain
+    backoff: policy.Backoff = policy.Backoff()
+
+
+def estimate_tokens(request: Request) -> int:
+    return max(1, math.ceil(request.prompt_chars() / CHARS_PER_TOKEN))
+
+
+class Runner:
+    def __init__(self, ports: Ports, catalog: Catalog, config: RunnerConfig | None = None) -> None:
+        self.ports = ports
+        self.catalog = catalog
+        self.config = config or RunnerConfig()
+
+    def run(self, envelope: Envelope, rerun: bool = False) -> ResultRecord:
+        """Run the job to a terminal record; raises JobFailed (record saved) or Deferred.
+
+        ``rerun``: this job ran before (its worker died); look for an output already stored before
+        paying for a second call."""
+        existing = self.ports.results.get(envelope.job_id)
+        if existing is not None:
+            return existing  # retried after the result was stored: no second call, no second object
+        request = envelope.request
+        chain = self.catalog.chain_for(request.kind, request.model, request.allow_fallback)
+        trace = Trace(envelope.job_id, request.kind, self.ports.wall(), chain)
+        recovered = self._recover(envelope, trace, chain) if rerun else None
+        if recovered is not None:
+            return recovered
+        history = self._history(request)
+        call = self.ports.gateway.build(request, history)
+        deadline_at = self.ports.clock() + envelope.deadline_s
+        try:
+            model, gen = self._walk(call, chain, trace, deadline_at)
+        except e.Deferred:
+            raise
+        except e.GenpoolError as exc:
+            raise self.fail(envelope, trace, exc) from exc
+        return self._finish(envelope, trace, model, gen, history)
+
+    def fail(self, envelope: Envelope, trace: Trace, exc: e.GenpoolError) -> JobFailed:
+        record = trace.failure(exc, self.ports.wall())
+        self.ports.results.save(record, trace.metrics)
+        return JobFailed(record)
+
+    def _history(self, request: Request) -> list[Turn]:
+        if isinstance(request, ChatRequest) and request.conversation_id:
+            return self.ports.results.history(request.conversation_id)
+        return []
+
+    def _recover(self, envelope: Envelope, trace: Trace, chain: tuple[str, ...]) -> ResultRecord | None:
+        """A job whose output reached storage but whose record did not (its worker died in between)."""
+        meta = self.ports.results.find_output(envelope.job_id, envelope.request.kind)
+        if meta is None:
+            return None
+        model = meta.get("model", chain[0])
+        gen = Generation(body=b"", finish_reason=meta.get("finish-reason", "STOP"),
+                         prompt_tokens=int(meta.get("prompt-tokens", 0)),
+                         output_tokens=int(meta.get("output-tokens", 0)),
+                         images=int(meta.get("images", 0)), model_version=meta.get("model-version", model))
+        cost = self._spec(model).cost_usd(gen.prompt_tokens, gen.output_tokens, gen.images)
+        ref = StorageRef(bucket=meta["bucket"], key=meta["key"])
+        record = trace.success(model, gen, cost, ref, self.ports.wall(), None)
+        self.ports.results.save(record, trace.metrics)
+        return record
+
+    def _spec(self, model: str) -> ModelSpec:
+        return self.catalog.models.get(model) or ModelSpec(id=model)
+
+    def _walk(self, call: Call, chain: tuple[str, ...], trace: Trace, deadline_at: float) -> tuple[str, Generation]:
+        tokens = estimate_tokens(call.request)
+        waits: list[float] = []
+        for model in chain:
+            spec = self._spec(model)
+            if tokens > spec.input_token_limit:
+                trace.skip(model, "context_too_long")
+                continue
+            try:
+                return model, self._on_model(call, spec, trace, deadline_at, tokens)
+            except NoCapacity as exc:
+                trace.skip(model, "no_capacity")
+                waits.append(exc.wait_s)
+                if not self.config.spillover:
+                    break
+            except Skipped as exc:
+                trace.skip(model, str(exc))
+            except e.GenpoolError as exc:
+                trace.model_failed(model, exc)
+                if policy.after_model(exc) == "fail":
+                    raise exc
+            if self.ports.clock() >= deadline_at:
+                raise e.AllModelsFailed(f"job deadline passed; {trace.summary_of_failures()}")
+        if waits and not any(a.attempt for a in trace.attempts):
+            raise e.Deferred(f"no model can take the job soon: {trace.summary_of_failures()}", delay_s=min(waits))
+        raise e.AllModelsFailed(f"all models failed: {trace.summary_of_failures()}")
+
+    def _on_model(self, call: Call, spec: ModelSpec, trace: Trace, deadline_at: float, tokens: int) -> Generation:
+        ports = self.ports
+        retrying = policy.retrying(spec.max_retries, deadline_at, self.config.max_limiter_wait_s,
+                                   clock=ports.clock, sleep=ports.sleep, backoff=self.config.backoff)
+        return retrying(self._attempt, call, spec, trace, deadline_at, tokens)
+
+    def _attempt(self, call: Call, spec: ModelSpec, trace: Trace, deadline_at: float, tokens: int) -> Generation:
+        ports, model = self.ports, spec.id
+        images = 1 if isinstance(call.request, ImageRequest) else 0
+        max_wait_ms = int(min(self.config.max_limiter_wait_s, max(0.0, deadline_at - ports.clock())) * 1000)
+        decision = ports.limiter.acquire(model, requests=1, tokens=tokens, images=images, max_wait_ms=max_wait_ms)
+        if decision.status == "unavailable":
+            raise Skipped(decision.reason or "unavailable")
+        if decision.status != "granted":
+            raise NoCapacity(decision.wait_ms / 1000, decision.reason)
+        wait_s = decision.delay_ms / 1000
+        if wait_s > 0:
+            ports.sleep(wait_s)
+        timeout_s = max(0.1, min(spec.timeout_s, deadline_at - ports.clock()))
+        started = ports.clock()
+        try:
+            gen = ports.gateway.generate(call, model, timeout_s)
+        except e.GenpoolError as exc:
+            self._on_error(model, exc, tokens)
+            trace.attempt(model, exc.kind, ports.clock() - started, wait_s)
+            trace.model_failed(model, exc)
+            raise
+        ports.limiter.settle(model, tokens, gen.prompt_tokens)
+        if decision.reason == "probe":
+            ports.availability.record_success(model)
+        trace.attempt(model, "ok", ports.clock() - started, wait_s)
+        return gen
+
+    def _on_error(self, model: str, exc: e.GenpoolError, tokens: int) -> None:
+        ports = self.ports
+        ports.limiter.settle(model, tokens, 0)
+        if isinstance(exc, e.RateLimited):
+            ports.limiter.penalize(model, int(policy.retry_after_s(exc) * 1000) or 1000, exc.scope)
+        elif isinstance(exc, e.ModelNotFound):
+            ports.availability.mark_down(model, "not_found")
+        elif isinstance(exc, e.TransientError):
+            ports.availability.record_failure(model, exc.kind)
+
+    def _finish(self, envelope: Envelope, trace: Trace, model: str, gen: Generation,
+                history: list[Turn]) -> ResultRecord:
+        request = envelope.request
+        spec = self._spec(model)
+        ref = self.ports.results.store_output(envelope.job_id, request.kind, model, gen)
+        cost = spec.cost_usd(gen.prompt_tokens, gen.output_tokens, gen.images)
+        conv = request.conversation_id if isinstance(request, ChatRequest) else None
+        record = trace.success(model, gen, cost, ref, self.ports.wall(), conv)
+        new_turns = None
+        if conv:
+            new_turns = [(m.role, m.text) for m in request.messages or []]
+            new_turns += [("user", request.message or ""), ("model", gen.text)]
+        self.ports.results.save(record, trace.metrics, new_turns)
+        return record

@@ -1,0 +1,58 @@
+"""RQ entry points. The function path ``worker.tasks.generate`` is part of the wire format: keep it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pydantic
+from rq import get_current_job
+
+from shared.errors import GenpoolError
+from shared.jobs import Envelope, ErrorInfo, ResultRecord
+from shared.metrics import MetricsBatch
+from worker.runner import JobFailed
+from worker.runtime import get_runtime
+
+log = logging.getLogger("genpool.tasks")
+
+
+def generate(envelope: Any) -> dict[str, Any]:
+    """Run one genpool job; returns its result record (also stored under genpool:result:<id>)."""
+    runtime = get_runtime()
+    parsed = _parse(envelope)
+    record = runtime.runner.run(parsed, rerun=_is_rerun())
+    return record.model_dump(mode="json")
+
+
+def _is_rerun() -> bool:
+    """RQ requeued this job (its worker died mid-job): retries_left went down."""
+    from producer.client import ABANDONED_RETRIES
+
+    job = get_current_job()
+    return job is not None and job.retries_left is not None and job.retries_left < ABANDONED_RETRIES
+
+
+def _parse(envelope: Any) -> Envelope:
+    """A malformed payload written straight into Redis fails that job with a clear error."""
+    try:
+        return Envelope.model_validate(envelope)
+    except pydantic.ValidationError as exc:
+        job = get_current_job()
+        job_id = job.id if job is not None else "unknown"
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in exc.errors()[:5])
+        record = ResultRecord(id=job_id, status="failed", kind=_kind(envelope),
+                              error=ErrorInfo(type="invalid_payload", message=f"malformed job payload: {problems}"))
+        metrics = MetricsBatch()
+        metrics.inc("job_failures_total", kind=record.kind, error="invalid_payload")
+        get_runtime().results.save(record, metrics)
+        raise JobFailed(record) from None
+
+
+def _kind(envelope: Any) -> str:
+    kind = envelope.get("request", {}).get("kind") if isinstance(envelope, dict) and isinstance(
+        envelope.get("request"), dict) else None
+    return kind if kind in ("text", "chat", "json", "image") else "unknown"
+
+
+__all__ = ["generate", "GenpoolError"]

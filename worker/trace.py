@@ -1,0 +1,82 @@
+"""What happened to one job: every attempt, skip and fallback, turned into its result record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.errors import GenpoolError
+from shared.jobs import AttemptRecord, ErrorInfo, ResultRecord, StorageRef
+from shared.metrics import MetricsBatch
+from worker.answers import Generation
+
+
+@dataclass
+class Trace:
+    job_id: str
+    kind: str
+    started_at: float
+    chain: tuple[str, ...]
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    last_errors: dict[str, str] = field(default_factory=dict)
+    metrics: MetricsBatch = field(default_factory=MetricsBatch)
+
+    def attempt(self, model: str, outcome: str, latency_s: float, wait_s: float) -> None:
+        number = sum(1 for a in self.attempts if a.model == model and a.outcome != "skipped") + 1
+        self.attempts.append(AttemptRecord(model=model, attempt=number, outcome=outcome,
+                                           latency_s=round(latency_s, 4), wait_s=round(wait_s, 4)))
+        self.metrics.inc("attempts_total", model=model, kind=self.kind, outcome=outcome)
+        if latency_s:
+            self.metrics.observe_latency(model, latency_s)
+        if wait_s:
+            self.metrics.inc("limiter_wait_seconds_total", wait_s, model=model)
+        self.metrics.minute(model, "ok" if outcome == "ok" else "error")
+
+    def skip(self, model: str, reason: str) -> None:
+        self.attempts.append(AttemptRecord(model=model, attempt=0, outcome=f"skipped:{reason}"))
+        self.last_errors[model] = f"skipped ({reason})"
+        self.metrics.inc("skipped_total", model=model, reason=reason)
+
+    def model_failed(self, model: str, exc: GenpoolError) -> None:
+        self.last_errors[model] = f"{exc.kind}: {exc}"
+
+    @property
+    def models_tried(self) -> list[str]:
+        seen: list[str] = []
+        for a in self.attempts:
+            if a.attempt > 0 and a.model not in seen:
+                seen.append(a.model)
+        return seen
+
+    @property
+    def calls(self) -> int:
+        return sum(1 for a in self.attempts if a.attempt > 0)
+
+    def summary_of_failures(self) -> str:
+        return "; ".join(f"{m}: {err}" for m, err in self.last_errors.items())
+
+    def success(self, model: str, gen: Generation, cost_usd: float, storage: StorageRef, now: float,
+                conversation_id: str | None) -> ResultRecord:
+        fallbacks = self.chain.index(model) if model in self.chain else 0
+        if fallbacks:
+            self.metrics.inc("fallbacks_total", **{"from": self.chain[0], "to": model, "kind": self.kind})
+        self.metrics.inc("jobs_total", kind=self.kind, status="finished", model=model)
+        self.metrics.inc("tokens_in_total", gen.prompt_tokens, model=model, kind=self.kind)
+        self.metrics.inc("tokens_out_total", gen.output_tokens, model=model, kind=self.kind)
+        self.metrics.inc("images_total", gen.images, model=model)
+        self.metrics.inc("cost_usd_total", cost_usd, model=model, kind=self.kind)
+        return ResultRecord(
+            id=self.job_id, status="finished", kind=self.kind, model_used=model, models_tried=self.models_tried,
+            attempts=self.calls, fallbacks_used=fallbacks, finish_reason=gen.finish_reason,
+            prompt_tokens=gen.prompt_tokens, output_tokens=gen.output_tokens, cost_usd=cost_usd,
+            duration_s=round(now - self.started_at, 4), storage=storage, model_version=gen.model_version,
+            attempt_log=self.attempts, conversation_id=conversation_id,
+        )
+
+    def failure(self, exc: GenpoolError, now: float) -> ResultRecord:
+        self.metrics.inc("jobs_total", kind=self.kind, status="failed", model="none")
+        self.metrics.inc("job_failures_total", kind=self.kind, error=exc.kind)
+        return ResultRecord(
+            id=self.job_id, status="failed", kind=self.kind, models_tried=self.models_tried,
+            attempts=self.calls, duration_s=round(now - self.started_at, 4),
+            error=ErrorInfo(type=exc.kind, message=str(exc)), attempt_log=self.attempts,
+        )
