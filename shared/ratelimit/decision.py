@@ -1,0 +1,56 @@
+"""What ``acquire`` answers, parsed from the Lua reply."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, cast
+
+Status = Literal["granted", "wait", "unavailable"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``granted``: sleep ``delay_ms`` then call. ``wait``: nothing taken, retry in ``wait_ms`` or fall
+    back. ``unavailable``: the model is down/retired/being probed for ``wait_ms``; fall back.
+
+    ``reason`` names the binding constraint (rpm, tpm, ipm, rpd, cooldown, probing or the operator's
+    unavailable reason; "" if none). ``now_ms`` is Redis's clock at the decision. ``probe``: this
+    caller is the circuit breaker's half-open probe and must report its outcome.
+    """
+
+    status: Status
+    delay_ms: int = 0
+    wait_ms: int = 0
+    reason: str = ""
+    now_ms: int = 0
+    probe: bool = False
+
+    @property
+    def granted(self) -> bool:
+        return self.status == "granted"
+
+    @property
+    def start_at_ms(self) -> int:
+        """When a granted call may start, on Redis's clock."""
+        return self.now_ms + self.delay_ms
+
+
+def reply_status(reply: Sequence[object]) -> str:
+    return _text(reply[0])
+
+
+def from_reply(reply: Sequence[object]) -> Decision:
+    status, delay_ms, wait_ms, reason, now_ms, probe = reply
+    return Decision(
+        status=cast(Status, _text(status)),
+        delay_ms=int(cast(int, delay_ms)),
+        wait_ms=int(cast(int, wait_ms)),
+        reason=_text(reason),
+        now_ms=int(cast(int, now_ms)),
+        probe=bool(probe),
+    )
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,34 @@
+"""The Lua scripts, read from ``lua/`` and registered on a client (EVALSHA, loaded on first NOSCRIPT)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import redis
+from redis.commands.core import Script
+
+LUA_DIR = Path(__file__).with_name("lua")
+LIBRARY = "_bucket.lua"
+
+
+@cache
+def source(name: str) -> str:
+    """A script's full source: the shared bucket library, then the script body."""
+    return f"{(LUA_DIR / LIBRARY).read_text()}\n{(LUA_DIR / f'{name}.lua').read_text()}"
+
+
+@dataclass(frozen=True)
+class Scripts:
+    acquire: Script
+    settle: Script
+    penalize: Script
+    levels: Script
+    seed: Script
+
+    @classmethod
+    def register(cls, client: redis.Redis) -> Scripts:
+        """No round trip: redis-py hashes locally and loads a script only when Redis answers NOSCRIPT."""
+        names = ("acquire", "settle", "penalize", "levels", "seed")
+        return cls(**{name: client.register_script(source(name)) for name in names})
