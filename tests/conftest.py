@@ -97,3 +97,48 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def read_jsonl(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# --- the whole stack: real redis-server + S3 server + simulator + worker processes --------------------
+
+class Stack:
+    def __init__(self, env: dict[str, str], workdir: Path, sim_url: str) -> None:
+        import boto3
+
+        from devstack.stack import SimAdmin, WorkerGroup, create_bucket
+        from producer.client import GenPool
+        from shared.settings import Settings
+
+        self.env = env
+        self.workdir = workdir
+        create_bucket(env)
+        self.settings = Settings.from_env(env, dotenv_path=None)
+        self.pool = GenPool.from_env(self.settings)
+        self.redis = self.pool.connection
+        self.s3 = boto3.client("s3", endpoint_url=env["S3_ENDPOINT_URL"], region_name="us-east-1",
+                               aws_access_key_id="local", aws_secret_access_key="local")
+        self.bucket = env["S3_BUCKET"]
+        self.sim = SimAdmin(sim_url)
+        self.workers = WorkerGroup(env, workdir)
+
+    def tags(self, key: str) -> dict[str, str]:
+        reply = self.s3.get_object_tagging(Bucket=self.bucket, Key=key)
+        return {t["Key"]: t["Value"] for t in reply["TagSet"]}
+
+    def objects(self) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+@pytest.fixture
+def stack(redis_url: str, s3_service: services.Service, sim_url: str, tmp_path: Path) -> Iterator[Stack]:
+    import uuid
+
+    from devstack.stack import stack_env
+
+    env = stack_env(redis_url, s3_service.url, sim_url, SIM_TEST_KEY, tmp_path,
+                    bucket=f"t-{uuid.uuid4().hex[:12]}")
+    st = Stack(env, tmp_path, sim_url)
+    yield st
+    st.workers.stop()
+    st.pool.connection.close()

@@ -1,0 +1,96 @@
+"""`genpool submit-file`: one request per JSONL line; bad lines reported, good lines still go through."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from producer.client import GenPool, JobHandle
+from shared.errors import GenpoolError
+from shared.jobs import ErrorInfo, ResultRecord
+
+BATCH = 500
+
+
+def read_lines(path: Path, pool: GenPool) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, str]]]:
+    """Valid requests with their line numbers, and (line, problem) for the rest.
+
+    A line is a request object; it may carry an ``idempotency_key`` beside the request fields."""
+    good: list[tuple[int, dict[str, Any]]] = []
+    bad: list[tuple[int, str]] = []
+    with path.open() as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                if not isinstance(data, dict):
+                    raise GenpoolError("a line must be a JSON object")
+                request = {k: v for k, v in data.items() if k != "idempotency_key"}
+                pool.validate(request)
+                good.append((number, data))
+            except ValueError as exc:
+                bad.append((number, f"not JSON: {exc}"))
+            except GenpoolError as exc:
+                bad.append((number, str(exc)))
+    return good, bad
+
+
+def submit_file(pool: GenPool, path: Path, *, priority: str, wait: bool, as_json: bool, timeout_s: float) -> int:
+    if not path.is_file():
+        print(f"genpool: no such file: {path}", file=sys.stderr)
+        return 2
+    good, bad = read_lines(path, pool)
+    for number, problem in bad:
+        print(f"{path}:{number}: skipped: {problem}", file=sys.stderr)
+    handles: list[JobHandle] = []
+    for start in range(0, len(good), BATCH):
+        chunk = good[start:start + BATCH]
+        requests = [{k: v for k, v in d.items() if k != "idempotency_key"} for _, d in chunk]
+        handles += pool.submit_many(requests, priority=priority,
+                                    idempotency_keys=[d.get("idempotency_key") for _, d in chunk])
+    print(f"submitted {len(handles)} jobs ({len(bad)} lines skipped)", file=sys.stderr)
+    if not wait:
+        for (number, _), handle in zip(good, handles, strict=True):
+            print(json.dumps({"line": number, "id": handle.id}) if as_json else handle.id)
+        return 1 if bad else 0
+    results = _wait_with_progress(pool, handles, timeout_s)
+    return _print_results(good, handles, results, as_json) or (1 if bad else 0)
+
+
+def _wait_with_progress(pool: GenPool, handles: list[JobHandle], timeout_s: float) -> list[ResultRecord | None]:
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    results: list[ResultRecord | None] = [None] * len(handles)
+    deadline = time.monotonic() + timeout_s
+    console = Console(stderr=True)
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=not console.is_terminal) as progress:
+        task = progress.add_task("jobs", total=len(handles))
+        while True:
+            done = pool.poll_results(handles, results)
+            progress.update(task, completed=done)
+            if done == len(handles) or time.monotonic() >= deadline:
+                return results
+            time.sleep(0.25)
+
+
+def _print_results(good: list[tuple[int, dict[str, Any]]], handles: list[JobHandle],
+                   results: list[ResultRecord | None], as_json: bool) -> int:
+    failed = 0
+    for (number, _), handle, record in zip(good, handles, results, strict=True):
+        if record is None:
+            record = ResultRecord(id=handle.id, status="failed", kind="unknown",
+                                  error=ErrorInfo(type="timeout", message="not finished before --timeout"))
+        failed += record.status != "finished"
+        if as_json:
+            print(json.dumps({"line": number, **record.model_dump(mode="json")}, separators=(",", ":")))
+        else:
+            model = record.model_used or "-"
+            print(f"line {number}: {record.id} {record.status} {record.kind} {model}")
+    return 1 if failed else 0

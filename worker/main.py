@@ -1,0 +1,126 @@
+"""`genpool worker`: start worker processes, each a PoolWorker with many jobs in flight."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+
+import redis
+
+from shared.errors import ConfigError, GenpoolError
+from shared.settings import Settings
+from worker import logs
+from worker.pool import PoolWorker, queues_for
+from worker.runtime import Runtime, limits_for, set_runtime
+
+log = logging.getLogger("genpool.worker")
+
+
+def check_redis(conn: redis.Redis, url_hint: str) -> None:
+    try:
+        conn.ping()
+    except redis.RedisError as exc:
+        raise ConfigError(f"cannot reach Redis at REDIS_URL ({url_hint}): {exc}") from None
+    policy = conn.config_get("maxmemory-policy").get("maxmemory-policy", "noeviction") if _can_config(conn) else None
+    if policy not in (None, "noeviction"):
+        log.warning("Redis maxmemory-policy is %r: queued jobs and results can be evicted; set noeviction", policy)
+
+
+def _can_config(conn: redis.Redis) -> bool:
+    try:
+        conn.config_get("maxmemory-policy")
+        return True
+    except redis.ResponseError:  # managed Redis often disables CONFIG
+        return False
+
+
+def _redacted(url: str) -> str:
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def prepare(settings: Settings) -> Runtime:
+    """Build the process's runtime and check its dependencies, with one clear line per problem."""
+    settings.require_api_key()
+    runtime = Runtime.build(settings)
+    check_redis(runtime.redis, _redacted(settings.redis_url))
+    for model, spec in runtime.catalog.models.items():
+        runtime.limiter.seed(model, limits_for(spec))  # type: ignore[attr-defined]
+    set_runtime(runtime)
+    return runtime
+
+
+def start_spool_drainer(runtime: Runtime, stop: threading.Event, interval_s: float = 5.0) -> threading.Thread:
+    def loop() -> None:
+        while not stop.wait(interval_s):
+            if runtime.spool.pending():
+                sent = runtime.spool.drain(runtime.store)
+                if sent:
+                    log.info("spool: uploaded %d results that were waiting for S3", sent)
+
+    thread = threading.Thread(target=loop, name="genpool-spool", daemon=True)
+    thread.start()
+    return thread
+
+
+def run_one(settings: Settings, concurrency: int, burst: bool) -> int:
+    runtime = prepare(settings)
+    worker = PoolWorker(queues_for(runtime.redis), connection=runtime.redis, concurrency=concurrency,
+                        heartbeat_s=settings.heartbeat_s)
+    stop = threading.Event()
+    start_spool_drainer(runtime, stop)
+    log.info("worker %s: %d jobs in flight at most, queues %s", worker.name, concurrency,
+             ", ".join(q.name for q in worker.queues))
+    try:
+        worker.work(burst=burst, logging_level=settings.log_level)
+    finally:
+        stop.set()
+        runtime.spool.drain(runtime.store)
+    return 0
+
+
+def run_many(workers: int, concurrency: int, burst: bool) -> int:
+    """Supervise ``workers`` processes; SIGTERM/SIGINT is passed on for a warm shutdown."""
+    argv = [sys.executable, "-m", "worker.main", "--concurrency", str(concurrency)] + (["--burst"] if burst else [])
+    procs = [subprocess.Popen(argv) for _ in range(workers)]
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [proc.wait() for proc in procs]
+    return max(codes, default=0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="genpool worker", description="Run genpool workers.")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--concurrency", type=int, default=None, help="jobs in flight per process")
+    parser.add_argument("--burst", action="store_true", help="quit when the queues are empty")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        logs.configure(settings.log_level, settings.log_format)
+        concurrency = args.concurrency or settings.concurrency
+        if args.workers > 1:
+            return run_many(args.workers, concurrency, args.burst)
+        return run_one(settings, concurrency, args.burst)
+    except GenpoolError as exc:
+        print(f"genpool worker: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
