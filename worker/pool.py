@@ -53,9 +53,9 @@ class PoolWorker(SimpleWorker):
     def __init__(self, *args: Any, concurrency: int = 64, heartbeat_s: float = 5.0, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", JSONSerializer)
         kwargs.setdefault("maintenance_interval", max(2, int(heartbeat_s)))
-        super().__init__(*args, **kwargs)
         self.concurrency = concurrency
         self.heartbeat_s = heartbeat_s
+        super().__init__(*args, **kwargs)
         self._slots = threading.BoundedSemaphore(concurrency)
         self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="genpool-job")
         self._inflight: dict[str, tuple[Job, Execution]] = {}
