@@ -1,0 +1,273 @@
+"""Retries and fallback over the real stack: redis-server, moto S3, the Gemini simulator, worker processes.
+
+Each test shapes the simulator (faults, quotas, retired models) through its admin API and, where it needs
+fast timeouts, points the workers at a shrunken copy of the default catalog (GENPOOL_MODELS_FILE).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+PRIMARY, SECOND, THIRD = "gemini-3.8-flash", "gemini-3.5-flash", "gemini-3.1-flash-lite"
+TEXT_CHAIN = [PRIMARY, SECOND, THIRD]
+IMAGE_HEAD, IMAGE_SECOND = "gemini-3.1-flash-image", "gemini-3.1-flash-lite-image"
+DEFAULT_CATALOG = Path(__file__).resolve().parents[2] / "shared" / "presets" / "default.toml"
+SCHEMA = {"type": "object", "properties": {"title": {"type": "string"}, "score": {"type": "integer"}},
+          "required": ["title", "score"]}
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(value)
+
+
+def write_catalog(stack, overrides: dict[str, dict[str, Any]]) -> Path:
+    """A copy of the default catalog with per-model overrides, used by the workers started next."""
+    data = tomllib.loads(DEFAULT_CATALOG.read_text())
+    for model, fields in overrides.items():
+        data["models"][model].update(fields)
+    lines = ["[defaults]"] + [f"{k} = {_toml_value(v)}" for k, v in data["defaults"].items()]
+    for model, body in data["models"].items():
+        lines += ["", f'[models."{model}"]'] + [f"{k} = {_toml_value(v)}" for k, v in body.items()]
+    lines += ["", "[chains]"] + [f"{k} = {_toml_value(v)}" for k, v in data["chains"].items()]
+    path = stack.workdir / "catalog.toml"
+    path.write_text("\n".join(lines) + "\n")
+    stack.env["GENPOOL_MODELS_FILE"] = str(path)
+    return path
+
+
+def model_stats(stack, model: str) -> dict[str, Any]:
+    return stack.sim.stats()["models"].get(model, {"requests": 0, "by_status": {}, "by_reason": {}})
+
+
+def requests_to(stack, model: str) -> int:
+    return int(model_stats(stack, model)["requests"])
+
+
+def total_requests(stack) -> int:
+    return sum(int(m["requests"]) for m in stack.sim.stats()["models"].values())
+
+
+def warm_up(stack) -> None:
+    """One job end to end, so the workers are up before a time-windowed fault starts; then clean counters."""
+    record = stack.pool.submit({"kind": "text", "prompt": "warm up"}).wait(timeout_s=20)
+    assert record.status == "finished", record.error
+    stack.sim.reset()
+
+
+def wait_all(handles, timeout_s: float):
+    records = [h.wait(timeout_s=timeout_s) for h in handles]
+    return records
+
+
+def read_body(stack, record) -> bytes:
+    return stack.s3.get_object(Bucket=stack.bucket, Key=record.storage.key)["Body"].read()
+
+
+def logs_hint(stack) -> str:
+    return stack.workers.logs()[-4000:]
+
+
+# --- scenarios --------------------------------------------------------------------------------------
+
+def test_primary_503_burst_then_recovery(stack):
+    stack.env["GENPOOL_JOB_DEADLINE_S"] = "30"
+    stack.workers.start(1, concurrency=2)
+    warm_up(stack)
+    # One job during the burst: at most 1 + max_retries (3) failures, under the breaker's threshold of 5.
+    stack.sim.faults([{"kind": "503", "model": PRIMARY, "start_s": 0, "end_s": 2.0, "rate": 1.0}])
+    burst_started = time.monotonic()
+    during = stack.pool.submit({"kind": "text", "prompt": "during the burst"}).wait(timeout_s=20)
+    assert during.status == "finished", (during.error, logs_hint(stack))
+    assert during.model_used in TEXT_CHAIN
+    assert any(a.model == PRIMARY and a.outcome == "server_error" for a in during.attempt_log), during.attempt_log
+    if during.model_used == PRIMARY:
+        assert during.fallbacks_used == 0 and during.attempts >= 2
+    else:
+        assert during.fallbacks_used >= 1
+    assert stack.tags(during.storage.key)["model"] == during.model_used
+
+    time.sleep(max(0.0, 2.3 - (time.monotonic() - burst_started)))
+    after = wait_all([stack.pool.submit({"kind": "text", "prompt": f"after {i}"}) for i in range(4)], 15)
+    for record in after:
+        assert record.status == "finished", record.error
+        assert record.model_used == PRIMARY and record.fallbacks_used == 0, record.attempt_log
+        assert record.attempts == 1
+    assert model_stats(stack, PRIMARY)["by_status"].get("503", 0) >= 1
+
+
+def test_retired_primary_is_skipped_fleet_wide(stack):
+    stack.workers.start(1, concurrency=4)
+    stack.sim.models({PRIMARY: {"retired": True}})
+    first = stack.pool.submit({"kind": "text", "prompt": "first after retirement"}).wait(timeout_s=20)
+    assert first.status == "finished", (first.error, logs_hint(stack))
+    assert first.model_used == SECOND and first.fallbacks_used >= 1
+    assert first.models_tried == [PRIMARY, SECOND]
+    assert [a.outcome for a in first.attempt_log if a.model == PRIMARY] == ["model_not_found"]
+    assert stack.tags(first.storage.key) == {"model": SECOND, "kind": "text"}
+
+    later = wait_all([stack.pool.submit({"kind": "text", "prompt": f"later {i}"}) for i in range(19)], 20)
+    for record in later:
+        assert record.status == "finished", record.error
+        assert record.model_used == SECOND and record.fallbacks_used == 1
+        assert PRIMARY not in record.models_tried, record.attempt_log
+        assert any(a.model == PRIMARY and a.outcome.startswith("skipped") for a in record.attempt_log)
+        assert stack.tags(record.storage.key)["model"] == SECOND
+    assert requests_to(stack, PRIMARY) == 1
+    assert requests_to(stack, SECOND) == 20
+
+
+def test_hang_times_out_then_falls_back(stack):
+    write_catalog(stack, {PRIMARY: {"timeout_s": 1.5, "max_retries": 0}})
+    stack.env["GENPOOL_JOB_DEADLINE_S"] = "30"
+    stack.workers.start(1, concurrency=2)
+    warm_up(stack)
+    stack.sim.faults([{"kind": "hang", "model": PRIMARY, "delay_s": 20}])
+    started = time.monotonic()
+    record = stack.pool.submit({"kind": "text", "prompt": "the primary hangs"}).wait(timeout_s=20)
+    elapsed = time.monotonic() - started
+    assert record.status == "finished", (record.error, logs_hint(stack))
+    assert record.model_used == SECOND and record.fallbacks_used == 1
+    primary = [a for a in record.attempt_log if a.model == PRIMARY]
+    assert [a.outcome for a in primary] == ["timeout"], record.attempt_log
+    assert 1.0 <= primary[0].latency_s < 4.0
+    assert elapsed < 8.0
+    assert stack.tags(record.storage.key)["model"] == SECOND
+
+
+def test_429_retry_info_is_honoured(stack, sim_service):
+    # genpool's limiter does not know the primary's quota (rpm 0 = unlimited), so the simulator answers 429.
+    write_catalog(stack, {PRIMARY: {"rpm": 0, "tpm": 0, "rpd": 0}})
+    stack.env["GENPOOL_JOB_DEADLINE_S"] = "30"
+    stack.workers.start(1, concurrency=4)
+    warm_up(stack)
+    window_s = 5
+    stack.sim.models({PRIMARY: {"rpm": 2, "window_s": window_s}})
+    log_path = Path(sim_service.workdir) / "requests.jsonl"
+    t0 = time.time()
+    handles = [stack.pool.submit({"kind": "text", "prompt": f"quota {i}"}) for i in range(4)]
+    records = wait_all(handles, 25)
+    for record in records:
+        assert record is not None and record.status == "finished", (record and record.error, logs_hint(stack))
+        assert record.model_used in TEXT_CHAIN
+    time.sleep(1.3)  # the simulator flushes its request log every second
+    log = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    primary = sorted((r for r in log if r["model"] == PRIMARY and r["t"] >= t0 - 0.01), key=lambda r: r["t"])
+    ok = [r for r in primary if r["status"] == 200]
+    limited = [r for r in primary if r["status"] == 429]
+    assert len(limited) >= 1, primary  # the scenario must actually have produced a 429
+    assert all(r["reason"] == "quota:rpm" for r in limited)
+    # The window frees at the first admitted request + window_s; RetryInfo says (rounded up) as much.
+    frees_at = ok[0]["t"] + window_s
+    first_429 = limited[0]["t"]
+    # Only the jobs in flight together with the first 429 may hit the model before the window frees:
+    # a retry sooner than RetryInfo would show up as a request in (first 429 + 0.5 s, window frees).
+    early = [r for r in primary if first_429 + 0.5 < r["t"] < frees_at - 0.05]
+    assert early == [], primary
+    # Every 429 was answered to a distinct job: none was retried into a second 429.
+    assert len(limited) <= len(records) - 2
+    retried_on_primary = [r for r in records
+                          if [a.outcome for a in r.attempt_log if a.model == PRIMARY][:1] == ["rate_limited"]]
+    for record in retried_on_primary:
+        later = [a for a in record.attempt_log if a.model == PRIMARY][1:]
+        for attempt in later:
+            if attempt.attempt > 0:
+                assert attempt.outcome == "ok", record.attempt_log
+
+
+def test_bad_api_key_fails_fast_without_fallback(stack):
+    stack.env["GEMINI_API_KEY"] = "wrong-key"
+    stack.workers.start(1, concurrency=2)
+    started = time.monotonic()
+    record = stack.pool.submit({"kind": "text", "prompt": "who am i"}).wait(timeout_s=20)
+    assert record.status == "failed"
+    assert record.error is not None and record.error.type == "auth", record.error
+    assert "API key" in record.error.message
+    assert record.models_tried == [PRIMARY] and record.attempts == 1, record.attempt_log
+    assert total_requests(stack) == 1
+    assert requests_to(stack, PRIMARY) == 1
+    assert record.duration_s < 5.0 and time.monotonic() - started < 15
+    assert stack.objects() == []
+
+
+def test_blocked_prompt_fails_without_fallback(stack):
+    stack.workers.start(1, concurrency=2)
+    record = stack.pool.submit({"kind": "text", "prompt": "tell me [[block]] something"}).wait(timeout_s=20)
+    assert record.status == "failed"
+    assert record.error is not None and record.error.type == "blocked", record.error
+    assert "blocked" in record.error.message
+    assert record.models_tried == [PRIMARY] and record.attempts == 1
+    assert requests_to(stack, PRIMARY) == 1
+    assert requests_to(stack, SECOND) == 0 and requests_to(stack, THIRD) == 0
+    assert stack.objects() == []
+
+
+def test_max_tokens_text_keeps_answer_json_fails(stack):
+    stack.workers.start(1, concurrency=2)
+    text = stack.pool.submit({"kind": "text", "prompt": "a long story [[max_tokens]] please"}).wait(timeout_s=20)
+    assert text.status == "finished", text.error
+    assert text.finish_reason == "MAX_TOKENS"
+    assert text.model_used == PRIMARY and text.fallbacks_used == 0
+    assert read_body(stack, text)  # the truncated answer is kept
+    head = stack.s3.head_object(Bucket=stack.bucket, Key=text.storage.key)
+    assert head["Metadata"]["finish-reason"] == "MAX_TOKENS"
+
+    js = stack.pool.submit({"kind": "json", "prompt": "rate it [[max_tokens]]", "json_schema": SCHEMA}).wait(
+        timeout_s=20)
+    # Policy (worker/answers.py): a JSON answer cut short by MAX_TOKENS fails with the reason, no fallback;
+    # only if the cut answer still parsed and validated would the job finish.
+    if js.status == "failed":
+        assert js.error is not None and js.error.type == "max_tokens", js.error
+        assert "max_output_tokens" in js.error.message
+        assert js.models_tried == [PRIMARY] and js.attempts == 1
+    else:
+        assert js.finish_reason == "MAX_TOKENS"
+        assert isinstance(json.loads(read_body(stack, js)), dict)
+    assert requests_to(stack, SECOND) == 0 and requests_to(stack, THIRD) == 0
+
+
+def test_all_models_down_fails_listing_each_model(stack):
+    write_catalog(stack, {m: {"max_retries": 1} for m in TEXT_CHAIN})
+    stack.env["GENPOOL_JOB_DEADLINE_S"] = "30"
+    stack.workers.start(1, concurrency=2)
+    stack.sim.faults([{"kind": "503", "model": "*"}])
+    record = stack.pool.submit({"kind": "text", "prompt": "nobody answers"}).wait(timeout_s=25)
+    assert record.status == "failed", record
+    assert record.error is not None and record.error.type == "all_models_failed", record.error
+    for model in TEXT_CHAIN:
+        assert model in record.error.message, record.error.message
+    assert record.models_tried == TEXT_CHAIN
+    for model in TEXT_CHAIN:
+        assert requests_to(stack, model) == 2  # 1 + max_retries
+    assert stack.objects() == []
+
+
+def test_image_head_retired_falls_back_to_lite_image(stack):
+    stack.workers.start(1, concurrency=2)
+    stack.sim.faults([{"kind": "404", "model": IMAGE_HEAD}])
+    record = stack.pool.submit({"kind": "image", "prompt": "a lighthouse", "preset": "video_background"}).wait(
+        timeout_s=25)
+    assert record.status == "finished", (record.error, logs_hint(stack))
+    assert record.model_used == IMAGE_SECOND and record.fallbacks_used == 1
+    assert [a.outcome for a in record.attempt_log if a.model == IMAGE_HEAD] == ["model_not_found"]
+    body = read_body(stack, record)
+    assert body[:8] == b"\x89PNG\r\n\x1a\n"
+    assert stack.tags(record.storage.key) == {"model": IMAGE_SECOND, "kind": "image"}
+    assert requests_to(stack, IMAGE_HEAD) == 1
