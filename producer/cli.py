@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,13 +113,15 @@ def cmd_result(args: argparse.Namespace) -> int:
     return EXIT_OK if record.status == "finished" else EXIT_FAILED
 
 
-def _delegate(module: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        import importlib
+DELEGATED = {"worker": ("worker.main", "run workers"), "sim": ("sim.cli", "run the Gemini simulator"),
+             "stats": ("ops.stats", "per-model metrics"), "health": ("ops.health", "health check")}
 
-        return int(importlib.import_module(module).main(args.rest))
 
-    return run
+def _delegate(module: str, rest: Sequence[str]) -> int:
+    """Commands with their own argument parser, imported only when used."""
+    import importlib
+
+    return int(importlib.import_module(module).main(list(rest)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,12 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="download the stored output to this path")
     p.set_defaults(func=cmd_result)
 
-    for name, module, text in [("worker", "worker.main", "run workers"), ("sim", "sim.cli", "run the Gemini simulator"),
-                               ("stats", "ops.stats", "per-model metrics"), ("health", "ops.health", "health check"),
-                               ("report", "ops.report", "HTML report"), ("limits", "ops.limits", "show/set limits")]:
-        p = sub.add_parser(name, help=text, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=_delegate(module))
+    for name, (_, text) in DELEGATED.items():
+        sub.add_parser(name, help=text, add_help=False)
     return parser
 
 
@@ -172,8 +170,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv and argv[0] in DELEGATED:
+            return _delegate(DELEGATED[argv[0]][0], argv[1:])
+        args = build_parser().parse_args(argv)
         return int(args.func(args))
     except GenpoolError as exc:
         print(f"genpool: {exc}", file=sys.stderr)
@@ -183,3 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Operator commands: stats, health, limits (the worker-side tools behind `genpool ...`)."""
