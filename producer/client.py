@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -143,7 +144,11 @@ class GenPool:
         claimed = self._claim_idempotency(ids, idem)
         fresh = [i for i, owner in enumerate(claimed) if owner == ids[i]]
         envelopes = [self._envelope(ids[i], parsed[i], deadline_s) for i in fresh]
-        self._enqueue(queue, envelopes)
+        try:
+            self._enqueue(queue, envelopes)
+        except ServiceUnavailable:
+            self._release_claims([idem[i] for i in fresh if idem[i]])
+            raise
         return [JobHandle(claimed[i], self._redis, existing=claimed[i] != ids[i]) for i in range(len(parsed))]
 
     def handle(self, job_id: str) -> JobHandle:
@@ -194,6 +199,13 @@ class GenPool:
             owners[i] = replies[2 * n + 1].decode()
         return owners
 
+    def _release_claims(self, idempotency_keys: list[str | None]) -> None:
+        """Enqueue failed: free the keys so the client's retry is not answered with a job that never existed."""
+        names = [keys.idempotency(_digest(k)) for k in idempotency_keys if k]
+        if names:
+            with contextlib.suppress(redis.RedisError):  # Redis is down: the claims expire with their TTL
+                self._redis.delete(*names)
+
     def _enqueue(self, queue: Queue, envelopes: list[Envelope]) -> None:
         if not envelopes:
             return
@@ -206,9 +218,13 @@ class GenPool:
             )
             for e in envelopes
         ]
-        pipe = self._redis.pipeline()
-        queue.enqueue_many(datas, pipeline=pipe)
-        _call(pipe.execute)
+        def enqueue() -> None:
+            # rq sends a few commands outside the pipeline too (e.g. queue registration): wrap all of it.
+            pipe = self._redis.pipeline()
+            queue.enqueue_many(datas, pipeline=pipe)
+            pipe.execute()
+
+        _call(enqueue)
 
 
 def _digest(idempotency_key: str) -> str:

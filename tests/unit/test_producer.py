@@ -256,9 +256,6 @@ def test_unreachable_redis_is_service_unavailable() -> None:
         pool.handle("0" * 32).status()
 
 
-@pytest.mark.xfail(strict=True, raises=redis.ConnectionError,
-                   reason="BUG: Queue.enqueue_many(pipeline=...) sends commands outside the pipeline; "
-                          "GenPool._enqueue only wraps pipe.execute, so a raw redis.ConnectionError escapes")
 def test_unreachable_redis_on_plain_submit_is_service_unavailable() -> None:
     with pytest.raises(ServiceUnavailable, match="REDIS_URL"):
         _unreachable_pool().submit(REQUESTS["text"])
