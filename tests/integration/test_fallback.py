@@ -7,6 +7,7 @@ fast timeouts, points the workers at a shrunken copy of the default catalog (GEN
 from __future__ import annotations
 
 import json
+import math
 import time
 import tomllib
 from pathlib import Path
@@ -181,6 +182,11 @@ def test_429_retry_info_is_honoured(stack, sim_service):
     # a retry sooner than RetryInfo would show up as a request in (first 429 + 0.5 s, window frees).
     early = [r for r in primary if first_429 + 0.5 < r["t"] < frees_at - 0.05]
     assert early == [], primary
+    # Each retry waits at least the RetryInfo delay the simulator sent (whole seconds, rounded up).
+    delays = [math.ceil(frees_at - r["t"]) for r in limited]
+    earliest_retry = min(r["t"] + d for r, d in zip(limited, delays, strict=True))
+    after_429 = [r for r in primary if r["t"] > limited[-1]["t"]]
+    assert all(r["t"] >= earliest_retry - 0.05 for r in after_429), (primary, delays)
     # Every 429 was answered to a distinct job: none was retried into a second 429.
     assert len(limited) <= len(records) - 2
     retried_on_primary = [r for r in records
@@ -271,3 +277,91 @@ def test_image_head_retired_falls_back_to_lite_image(stack):
     assert body[:8] == b"\x89PNG\r\n\x1a\n"
     assert stack.tags(record.storage.key) == {"model": IMAGE_SECOND, "kind": "image"}
     assert requests_to(stack, IMAGE_HEAD) == 1
+
+
+def test_429_with_long_retry_info_falls_back_and_cools_the_fleet(stack):
+    # RetryInfo (~20 s) is beyond what a job waits on one model (GENPOOL_MAX_LIMITER_WAIT_S, 5 s): fall back at
+    # once, and the 429 cools the model down fleet-wide so later jobs skip it instead of asking again.
+    write_catalog(stack, {PRIMARY: {"rpm": 0, "tpm": 0, "rpd": 0}})
+    stack.env["GENPOOL_JOB_DEADLINE_S"] = "30"
+    stack.workers.start(1, concurrency=2)
+    warm_up(stack)
+    stack.sim.models({PRIMARY: {"rpm": 1, "window_s": 20}})
+    first = stack.pool.submit({"kind": "text", "prompt": "takes the only slot"}).wait(timeout_s=15)
+    assert first.status == "finished" and first.model_used == PRIMARY, first
+    started = time.monotonic()
+    second = stack.pool.submit({"kind": "text", "prompt": "gets a 429"}).wait(timeout_s=15)
+    assert second.status == "finished", (second.error, logs_hint(stack))
+    assert second.model_used == SECOND and second.fallbacks_used == 1, second.attempt_log
+    assert [a.outcome for a in second.attempt_log if a.model == PRIMARY] == ["rate_limited"]
+    assert time.monotonic() - started < 5.0  # no waiting out the 20 s RetryInfo
+    later = wait_all([stack.pool.submit({"kind": "text", "prompt": f"later {i}"}) for i in range(5)], 15)
+    for record in later:
+        assert record.status == "finished", record.error
+        assert record.model_used == SECOND, record.attempt_log
+        assert PRIMARY not in record.models_tried, record.attempt_log
+    stats = model_stats(stack, PRIMARY)
+    assert stats["requests"] == 2 and stats["quota_429"]["rpm"] == 1, stats
+
+
+def test_daily_quota_429_falls_back_for_the_day(stack):
+    write_catalog(stack, {PRIMARY: {"rpm": 0, "tpm": 0, "rpd": 0}})
+    stack.workers.start(1, concurrency=2)
+    warm_up(stack)
+    stack.sim.models({PRIMARY: {"rpd": 1}})
+    first = stack.pool.submit({"kind": "text", "prompt": "last request today"}).wait(timeout_s=15)
+    assert first.status == "finished" and first.model_used == PRIMARY, first
+    second = stack.pool.submit({"kind": "text", "prompt": "over the daily quota"}).wait(timeout_s=15)
+    assert second.status == "finished", (second.error, logs_hint(stack))
+    assert second.model_used == SECOND, second.attempt_log
+    # scope "day": no retry on the same model (its quota resets at Pacific midnight)
+    assert [a.outcome for a in second.attempt_log if a.model == PRIMARY] == ["rate_limited"]
+    later = wait_all([stack.pool.submit({"kind": "text", "prompt": f"later {i}"}) for i in range(3)], 15)
+    for record in later:
+        assert record.status == "finished" and record.model_used == SECOND, record.attempt_log
+    stats = model_stats(stack, PRIMARY)
+    assert stats["requests"] == 2 and stats["quota_429"]["rpd"] == 1, stats
+
+
+def test_repeated_503s_open_the_breaker_fleet_wide(stack):
+    # 5 transient failures within 30 s open the breaker: later jobs skip the primary without calling it.
+    write_catalog(stack, {PRIMARY: {"max_retries": 1}})
+    stack.workers.start(2, concurrency=2)
+    warm_up(stack)
+    stack.sim.faults([{"kind": "503", "model": PRIMARY}])
+    records = [stack.pool.submit({"kind": "text", "prompt": f"job {i}"}).wait(timeout_s=15) for i in range(6)]
+    for record in records:
+        assert record.status == "finished", record.error
+        assert record.model_used == SECOND and record.fallbacks_used == 1
+    # jobs 1-3 make 2 calls each; the 5th failure opens the breaker, so job 3 is cut short or skips it
+    assert 5 <= requests_to(stack, PRIMARY) <= 6
+    for record in records[3:]:
+        assert PRIMARY not in record.models_tried, record.attempt_log
+        assert any(a.model == PRIMARY and a.outcome.startswith("skipped") for a in record.attempt_log)
+
+
+
+def test_connection_reset_is_retried_on_the_same_model(stack):
+    stack.workers.start(1, concurrency=2)
+    warm_up(stack)
+    stack.sim.faults([{"kind": "reset", "model": PRIMARY, "start_s": 0, "end_s": 0.3}])
+    record = stack.pool.submit({"kind": "text", "prompt": "reset once"}).wait(timeout_s=15)
+    assert record.status == "finished", (record.error, logs_hint(stack))
+    assert record.model_used == PRIMARY and record.fallbacks_used == 0, record.attempt_log
+    outcomes = [a.outcome for a in record.attempt_log]
+    assert outcomes[0] == "connection" and outcomes[-1] == "ok", outcomes
+
+
+def test_job_deadline_bounds_the_chain(stack):
+    # Every model hangs; each call is cut at its timeout and the whole job stops at its deadline.
+    write_catalog(stack, {m: {"timeout_s": 2, "max_retries": 3} for m in TEXT_CHAIN})
+    stack.workers.start(1, concurrency=2)
+    stack.sim.faults([{"kind": "hang", "model": "*", "delay_s": 15}])
+    started = time.monotonic()
+    record = stack.pool.submit({"kind": "text", "prompt": "nobody answers in time"}, deadline_s=5).wait(
+        timeout_s=20)
+    elapsed = time.monotonic() - started
+    assert record.status == "failed", record
+    assert record.error is not None and record.error.type == "all_models_failed", record.error
+    assert record.duration_s < 8.0 and elapsed < 12.0, (record.duration_s, record.attempt_log)
+    assert all(a.outcome == "timeout" for a in record.attempt_log if a.attempt > 0), record.attempt_log
