@@ -32,7 +32,7 @@ def _post_reset(sim: Simulator, body: Any) -> dict[str, Any]:
 
 
 _GET = {
-    "health": lambda sim: {"status": "ok"},
+    "health": lambda sim: {"status": "ok", **sim.gauges.snapshot()},
     "stats": lambda sim: sim.snapshot(),
     "faults": lambda sim: {"faults": sim.faults.describe()},
     "models": _settings_view,

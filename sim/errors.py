@@ -7,11 +7,14 @@ from typing import Any
 
 _STATUS_BY_CODE = {
     400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
+    501: "UNIMPLEMENTED",
     503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
 }
 
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import socket
 import struct
+import time
 from dataclasses import replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
@@ -36,6 +38,20 @@ class SimHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = IDLE_TIMEOUT_S
     server: SimServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.sim.gauges.add("open_connections", 1)
+
+    def finish(self) -> None:
+        self.server.sim.gauges.add("open_connections", -1)
+        super().finish()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Malformed HTTP (bad request line, huge headers, unknown verb) also gets a Google-shaped JSON error."""
+        self.close_connection = True
+        phrase = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else "Error"
+        self._send_json(code, ApiError(code, message or phrase, "bad_http").body())
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Silence the per-request stderr line: it costs CPU and the request log covers it."""
@@ -129,7 +145,11 @@ class SimHandler(BaseHTTPRequestHandler):
             return
         if outcome.action == "hang":
             self._record(outcome, None)
-            self.server.stopping.wait(outcome.delay_s)
+            self.server.sim.gauges.add("hanging", 1)
+            try:
+                self._hold(outcome.delay_s)
+            finally:
+                self.server.sim.gauges.add("hanging", -1)
             self.close_connection = True
             return
         if outcome.action == "sse":
@@ -146,6 +166,26 @@ class SimHandler(BaseHTTPRequestHandler):
         if done_s is not None:
             record = replace(record, latency_ms=(done_s - record.t) * 1000.0)
         self.server.sim.record(record)
+
+    def _hold(self, delay_s: float) -> None:
+        """Hold a hung request for `delay_s`, but free the thread as soon as the client gives up and closes."""
+        deadline_s = time.monotonic() + delay_s
+        poller = select.poll()
+        poller.register(self.connection, select.POLLIN)
+        while (remaining_s := deadline_s - time.monotonic()) > 0 and not self.server.stopping.is_set():
+            if not poller.poll(min(remaining_s, 1.0) * 1000):
+                continue
+            if not self._peer_closed():  # the client sent more bytes: no EOF to watch for, just wait
+                self.server.stopping.wait(remaining_s)
+            return
+
+    def _peer_closed(self) -> bool:
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
 
     def _sleep(self, delay_s: float) -> None:
         if delay_s > 0:

@@ -15,7 +15,7 @@ from sim.errors import ConfigError
 from sim.faults import FaultBoard, FaultSpec, parse_faults
 from sim.quota import Cost, ModelQuota, Violation
 from sim.reqlog import RequestLog
-from sim.stats import Record, Stats
+from sim.stats import Gauges, Record, Stats
 
 
 class Simulator:
@@ -27,6 +27,7 @@ class Simulator:
         self.clock = clock
         self.log = log or RequestLog(None)
         self.started_s = clock()
+        self.gauges = Gauges("open_connections", "hanging")
         self._lock = threading.Lock()
         self.reset()
 
@@ -126,4 +127,5 @@ class Simulator:
         now_s = self.clock()
         models = self.stats.snapshot()
         return {"uptime_s": round(now_s - self.started_s, 3), "since_reset_s": round(now_s - self.reset_s, 3),
+                **self.gauges.snapshot(),
                 "models": {mid: {**counters, **self._quota_view(mid, now_s)} for mid, counters in models.items()}}

@@ -69,3 +69,19 @@ class Stats:
     def snapshot(self) -> dict[str, dict[str, Any]]:
         with self._lock:
             return {model: stats.snapshot() for model, stats in self._models.items()}
+
+
+class Gauges:
+    """Live levels (open connections, requests held by a hang fault); not cleared by a reset."""
+
+    def __init__(self, *names: str) -> None:
+        self._lock = threading.Lock()
+        self._levels = dict.fromkeys(names, 0)
+
+    def add(self, name: str, delta: int) -> None:
+        with self._lock:
+            self._levels[name] = self._levels.get(name, 0) + delta
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._levels)

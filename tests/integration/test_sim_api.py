@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import struct
 import zlib
 from typing import Any
@@ -261,3 +262,14 @@ def test_stop_sequences(client: genai.Client) -> None:
     response = client.models.generate_content(model=TEXT_MODEL, contents="alpha STOPHERE omega",
                                               config=types.GenerateContentConfig(stop_sequences=["STOPHERE"]))
     assert response.text == f"[{TEXT_MODEL}] echo: alpha "
+
+
+def test_garbage_http_gets_a_json_error(sim_url: str) -> None:
+    parts = urlsplit(sim_url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(b"NONSENSE\r\n\r\n")
+        reply = sock.recv(65536)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert json.loads(body)["error"]["code"] == 400
+    assert raw_request(sim_url, "GET", "/_sim/health")[0] == 200

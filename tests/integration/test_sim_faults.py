@@ -157,3 +157,17 @@ def test_config_faults_and_reset_restores_them(faulty_sim: services.Service) -> 
     faulty_sim.stop()
     reasons = [r["reason"] for r in read_jsonl(faulty_sim.workdir / "requests.jsonl")]
     assert reasons == ["fault:503", "ok", "fault:503"]
+
+
+def test_hung_thread_is_freed_when_the_client_gives_up(sim_url: str) -> None:
+    admin(sim_url, "faults", {"faults": [{"kind": "hang"}]})
+    impatient = make_client(sim_url, timeout_ms=300)
+    for _ in range(3):  # each times out, then the client closes that connection
+        with pytest.raises(httpx2.TimeoutException):
+            impatient.models.generate_content(model=TEXT_MODEL, contents="x")
+    impatient.close()
+    admin(sim_url, "faults", {"faults": []})
+    deadline = time.monotonic() + 3
+    while admin(sim_url, "health")["hanging"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert admin(sim_url, "health")["hanging"] == 0  # not held for the default 600 s
