@@ -58,3 +58,22 @@ def test_health_fails_with_a_clear_message(stack, change, failing):
     checks = {c["name"]: c for c in json.loads(out.stdout)["checks"]}
     assert not checks[failing]["ok"] and checks[failing]["detail"]
     assert "wrong-key" not in out.stdout + out.stderr
+
+
+def test_prometheus_text_shows_the_exact_counts(stack):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from ops.prometheus import RedisCollector
+
+    stack.sim.models({"gemini-3.8-flash": {"retired": True}})
+    stack.workers.start(1, concurrency=1)
+    records = [stack.pool.submit({"kind": "text", "prompt": f"q{i}"}).wait(timeout_s=30) for i in range(3)]
+    assert all(r.status == "finished" for r in records)
+    registry = CollectorRegistry()
+    registry.register(RedisCollector(stack.redis))
+    text = generate_latest(registry).decode()
+    assert 'genpool_requests_total{kind="text",model="gemini-3.5-flash",outcome="ok"} 3.0' in text
+    assert 'genpool_requests_total{kind="text",model="gemini-3.8-flash",outcome="model_not_found"} 1.0' in text
+    assert 'genpool_fallbacks_total{from="gemini-3.8-flash",kind="text",to="gemini-3.5-flash"} 3.0' in text
+    assert 'genpool_request_latency_seconds_count{model="gemini-3.5-flash"} 3.0' in text
+    assert 'genpool_jobs_total{kind="text",model="gemini-3.5-flash",status="finished"} 3.0' in text
