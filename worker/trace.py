@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from shared.errors import GenpoolError
 from shared.jobs import AttemptRecord, ErrorInfo, ResultRecord, StorageRef
 from shared.metrics import MetricsBatch
 from worker.answers import Generation
+
+log = logging.getLogger("genpool.attempt")
 
 
 @dataclass
@@ -25,6 +28,10 @@ class Trace:
         self.attempts.append(AttemptRecord(model=model, attempt=number, outcome=outcome,
                                            latency_s=round(latency_s, 4), wait_s=round(wait_s, 4)))
         self.metrics.inc("attempts_total", model=model, kind=self.kind, outcome=outcome)
+        log.info("job %s %s attempt %d: %s (wait %.3f s, latency %.3f s)", self.job_id, model, number, outcome,
+                 wait_s, latency_s, extra={"job_id": self.job_id, "model": model, "attempt": number,
+                                            "outcome": outcome, "wait_s": round(wait_s, 4),
+                                            "latency_s": round(latency_s, 4)})
         if latency_s:
             self.metrics.observe_latency(model, latency_s)
         if wait_s:
