@@ -93,3 +93,12 @@ def test_fault_rate_is_seeded() -> None:
 
     assert rolls(7) == rolls(7)
     assert 60 < sum(rolls(7)) < 140
+
+
+def test_cli_rejects_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sim.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("rpm = [")
+    assert main(["--config", str(bad), "--port", "0"]) == 2
+    assert "cannot read config" in capsys.readouterr().err
