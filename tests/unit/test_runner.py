@@ -1,0 +1,454 @@
+"""Runner: walking the model chain with in-memory fakes for every port (no Redis, network or clock)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from shared import errors as e
+from shared.catalog import Catalog, parse_catalog
+from shared.jobs import Envelope, ResultRecord, StorageRef, new_job_id, parse_request
+from shared.metrics import MetricsBatch
+from worker.answers import Generation
+from worker.gemini import Call, Turn
+from worker.policy import Backoff
+from worker.ports import Ports
+from worker.runner import JobFailed, Runner, RunnerConfig, estimate_tokens
+
+# --- fakes --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Decision:
+    status: str = "granted"
+    delay_ms: int = 0
+    wait_ms: int = 0
+    reason: str = ""
+
+
+class FakeLimiter:
+    def __init__(self, decisions: dict[str, list[Decision]] | None = None) -> None:
+        self.decisions = decisions or {}
+        self.acquired: list[tuple[str, int, int, int]] = []
+        self.settled: list[tuple[str, int, int]] = []
+        self.penalized: list[tuple[str, int, str]] = []
+
+    def acquire(self, model: str, requests: int = 1, tokens: int = 0, images: int = 0,
+                max_wait_ms: int = 0) -> Decision:
+        self.acquired.append((model, tokens, images, max_wait_ms))
+        script = self.decisions.get(model)
+        if script:
+            return script.pop(0) if len(script) > 1 else script[0]
+        return Decision()
+
+    def settle(self, model: str, reserved_tokens: int, actual_tokens: int) -> None:
+        self.settled.append((model, reserved_tokens, actual_tokens))
+
+    def release(self, model: str, requests: int = 1, tokens: int = 0, images: int = 0) -> None:
+        pass
+
+    def penalize(self, model: str, retry_after_ms: int, scope: str = "minute") -> None:
+        self.penalized.append((model, retry_after_ms, scope))
+
+
+def gen(text: str = "hello", prompt_tokens: int = 10, output_tokens: int = 20, images: int = 0) -> Generation:
+    return Generation(body=text.encode(), finish_reason="STOP", prompt_tokens=prompt_tokens,
+                      output_tokens=output_tokens, images=images, model_version="v-test", text=text)
+
+
+class FakeGateway:
+    """generate() pops the next scripted outcome for the model; an empty script answers successfully."""
+
+    def __init__(self, scripts: dict[str, list[Generation | BaseException]] | None = None,
+                 time: FakeTime | None = None, latency_s: float = 0.0) -> None:
+        self.scripts = scripts or {}
+        self.time = time
+        self.latency_s = latency_s
+        self.calls: list[tuple[str, float]] = []
+        self.histories: list[list[Turn]] = []
+
+    def build(self, request: Any, history: list[Turn] | None = None) -> Call:
+        self.histories.append(list(history or []))
+        return Call(request=request, contents=[], config_kwargs={})
+
+    def generate(self, call: Call, model: str, timeout_s: float) -> Generation:
+        self.calls.append((model, timeout_s))
+        if self.time is not None:
+            self.time.now += self.latency_s
+        script = self.scripts.get(model, [])
+        outcome = script.pop(0) if script else gen()
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def models_called(self) -> list[str]:
+        return [m for m, _ in self.calls]
+
+
+@dataclass
+class FakeAvailability:
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+
+    def record_success(self, model: str) -> None:
+        self.calls.append(("success", model))
+
+    def record_failure(self, model: str, reason: str) -> bool:
+        self.calls.append(("failure", model, reason))
+        return False
+
+    def mark_down(self, model: str, reason: str, open_s: float | None = None) -> None:
+        self.calls.append(("down", model, reason))
+
+
+@dataclass
+class FakeResults:
+    records: dict[str, ResultRecord] = field(default_factory=dict)
+    histories: dict[str, list[Turn]] = field(default_factory=dict)
+    outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    stored: list[tuple[str, str, str]] = field(default_factory=list)
+    saved: list[tuple[ResultRecord, list[Turn] | None]] = field(default_factory=list)
+
+    def get(self, job_id: str) -> ResultRecord | None:
+        return self.records.get(job_id)
+
+    def history(self, conversation_id: str) -> list[Turn]:
+        return list(self.histories.get(conversation_id, []))
+
+    def store_output(self, job_id: str, kind: str, model: str, generation: Generation) -> StorageRef:
+        self.stored.append((job_id, kind, model))
+        return StorageRef(bucket="b", key=f"out/{job_id}")
+
+    def find_output(self, job_id: str, kind: str) -> dict[str, str] | None:
+        return self.outputs.get(job_id)
+
+    def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None) -> None:
+        self.records[record.id] = record
+        self.saved.append((record, new_turns))
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return 1.7e9 + self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+CATALOG = {
+    "models": {
+        "m1": {"max_retries": 2, "timeout_s": 30, "price_input_per_mtok": 1.0, "price_output_per_mtok": 2.0},
+        "m2": {"max_retries": 1, "timeout_s": 20, "price_input_per_mtok": 0.5, "price_output_per_mtok": 1.0},
+        "m3": {"max_retries": 0, "timeout_s": 10},
+        "img": {"kind": "image", "price_per_image": 0.04},
+    },
+    "chains": {"text": ["m1", "m2", "m3"], "chat": ["m1", "m2", "m3"], "json": ["m1", "m2", "m3"],
+               "image": ["img"]},
+}
+
+
+@dataclass
+class World:
+    gateway: FakeGateway = field(default_factory=FakeGateway)
+    limiter: FakeLimiter = field(default_factory=FakeLimiter)
+    availability: FakeAvailability = field(default_factory=FakeAvailability)
+    results: FakeResults = field(default_factory=FakeResults)
+    time: FakeTime = field(default_factory=FakeTime)
+    catalog: Catalog = field(default_factory=lambda: parse_catalog(CATALOG))
+    config: RunnerConfig = field(default_factory=lambda: RunnerConfig(backoff=Backoff(0.5, 8.0, 0.0)))
+
+    def runner(self) -> Runner:
+        ports = Ports(gateway=self.gateway, limiter=self.limiter, availability=self.availability,
+                      results=self.results, clock=self.time.clock, wall=self.time.wall, sleep=self.time.sleep)
+        return Runner(ports, self.catalog, self.config)
+
+    def run(self, envelope: Envelope | None = None, rerun: bool = False) -> ResultRecord:
+        return self.runner().run(envelope or envelope_for(), rerun=rerun)
+
+
+def envelope_for(request: dict[str, Any] | None = None, deadline_s: float = 300.0) -> Envelope:
+    req = parse_request(request or {"kind": "text", "prompt": "Write a haiku about queues."})
+    return Envelope(job_id=new_job_id(), request=req, deadline_s=deadline_s)
+
+
+# --- scenarios ----------------------------------------------------------------------------------------
+
+
+def test_success_on_the_primary_model() -> None:
+    w = World()
+    env = envelope_for()
+    record = w.run(env)
+    assert record.status == "finished"
+    assert record.id == env.job_id
+    assert record.model_used == "m1"
+    assert record.models_tried == ["m1"]
+    assert record.attempts == 1
+    assert record.fallbacks_used == 0
+    assert record.prompt_tokens == 10 and record.output_tokens == 20
+    assert record.cost_usd == pytest.approx((10 * 1.0 + 20 * 2.0) / 1e6)
+    assert record.storage == StorageRef(bucket="b", key=f"out/{env.job_id}")
+    assert record.model_version == "v-test"
+    assert record.error is None
+    assert w.gateway.calls == [("m1", 30.0)]
+    assert w.results.stored == [(env.job_id, "text", "m1")]
+    assert w.results.saved == [(record, None)]
+    assert w.time.sleeps == []
+
+
+def test_settle_gets_the_estimate_and_the_actual_prompt_tokens() -> None:
+    w = World(gateway=FakeGateway({"m1": [gen(prompt_tokens=7)]}))
+    env = envelope_for()
+    w.run(env)
+    estimate = math.ceil(len(env.request.prompt) / 4)
+    assert estimate_tokens(env.request) == estimate
+    assert w.limiter.settled == [("m1", estimate, 7)]
+    assert w.limiter.acquired[0][:3] == ("m1", estimate, 0)
+
+
+def test_server_errors_then_success_on_the_same_model() -> None:
+    w = World(gateway=FakeGateway({"m1": [e.ServerError("503"), e.ServerError("503"), gen()]}))
+    record = w.run()
+    assert record.model_used == "m1"
+    assert record.attempts == 3
+    assert record.fallbacks_used == 0
+    assert [a.outcome for a in record.attempt_log] == ["server_error", "server_error", "ok"]
+    assert [a.attempt for a in record.attempt_log] == [1, 2, 3]
+    assert w.time.sleeps == [0.5, 1.0]
+    assert w.availability.calls == [("failure", "m1", "server_error")] * 2
+    assert [s[2] for s in w.limiter.settled] == [0, 0, 10]  # failed calls refund their tokens
+
+
+def test_model_not_found_marks_down_and_falls_back() -> None:
+    w = World(gateway=FakeGateway({"m1": [e.ModelNotFound("404 retired")]}))
+    record = w.run()
+    assert record.model_used == "m2"
+    assert record.fallbacks_used == 1
+    assert record.models_tried == ["m1", "m2"]
+    assert record.attempts == 2
+    assert ("down", "m1", "not_found") in w.availability.calls
+    assert w.gateway.models_called() == ["m1", "m2"]  # no retry of a missing model
+    assert record.cost_usd == pytest.approx((10 * 0.5 + 20 * 1.0) / 1e6)
+
+
+def test_auth_error_fails_at_once() -> None:
+    w = World(gateway=FakeGateway({"m1": [e.AuthError("401 bad key")]}))
+    env = envelope_for()
+    with pytest.raises(JobFailed) as info:
+        w.run(env)
+    record = info.value.record
+    assert record.status == "failed"
+    assert record.error is not None and record.error.type == "auth"
+    assert "bad key" in record.error.message
+    assert w.gateway.models_called() == ["m1"]
+    assert w.results.records[env.job_id] == record
+    assert w.time.sleeps == []
+
+
+def test_rate_limited_penalizes_and_waits_at_least_the_retry_delay() -> None:
+    w = World(gateway=FakeGateway({"m1": [e.RateLimited("429", retry_after_s=3.0, scope="minute"), gen()]}))
+    record = w.run()
+    assert record.model_used == "m1"
+    assert record.attempts == 2
+    assert w.limiter.penalized == [("m1", 3000, "minute")]
+    assert len(w.time.sleeps) == 1 and w.time.sleeps[0] >= 3.0
+
+
+def test_rate_limited_without_delay_penalizes_one_second() -> None:
+    w = World(gateway=FakeGateway({"m1": [e.RateLimited("429"), gen()]}))
+    w.run()
+    assert w.limiter.penalized == [("m1", 1000, "minute")]
+
+
+def test_daily_quota_falls_back_without_retrying() -> None:
+    w = World(gateway=FakeGateway({"m1": [e.RateLimited("429", retry_after_s=20, scope="day")]}))
+    record = w.run()
+    assert record.model_used == "m2"
+    assert w.limiter.penalized == [("m1", 20000, "day")]
+    assert w.gateway.models_called() == ["m1", "m2"]
+    assert w.time.sleeps == []
+
+
+def test_all_models_failing() -> None:
+    always = {m: [e.ServerError(f"503 from {m}") for _ in range(10)] for m in ("m1", "m2", "m3")}
+    w = World(gateway=FakeGateway(always))
+    with pytest.raises(JobFailed) as info:
+        w.run()
+    record = info.value.record
+    assert record.error is not None
+    assert record.error.type == "all_models_failed"
+    for model in ("m1", "m2", "m3"):
+        assert model in record.error.message
+    # 1 + max_retries per model: 3 + 2 + 1
+    assert w.gateway.models_called() == ["m1"] * 3 + ["m2"] * 2 + ["m3"]
+    assert record.attempts == 6
+    assert record.models_tried == ["m1", "m2", "m3"]
+
+
+def test_unavailable_model_is_skipped_without_a_call() -> None:
+    w = World(limiter=FakeLimiter({"m1": [Decision(status="unavailable", reason="breaker_open")]}))
+    record = w.run()
+    assert w.gateway.models_called() == ["m2"]
+    assert record.model_used == "m2"
+    assert record.models_tried == ["m2"]
+    assert record.attempts == 1
+    assert any(a.model == "m1" and a.outcome.startswith("skipped") for a in record.attempt_log)
+
+
+def test_no_capacity_anywhere_defers_with_the_smallest_wait() -> None:
+    waits = {"m1": 9000, "m2": 3000, "m3": 6000}
+    w = World(limiter=FakeLimiter({m: [Decision(status="wait", wait_ms=ms, reason="rpm")]
+                                   for m, ms in waits.items()}))
+    with pytest.raises(e.Deferred) as info:
+        w.run()
+    assert info.value.delay_s == pytest.approx(3.0)
+    assert w.gateway.calls == []
+    assert w.results.saved == []
+
+
+def test_no_capacity_on_the_head_spills_over() -> None:
+    w = World(limiter=FakeLimiter({"m1": [Decision(status="wait", wait_ms=60_000, reason="rpm")]}))
+    record = w.run()
+    assert record.model_used == "m2"
+    assert w.gateway.models_called() == ["m2"]
+
+
+def test_no_capacity_without_spillover_defers() -> None:
+    w = World(limiter=FakeLimiter({"m1": [Decision(status="wait", wait_ms=8000, reason="rpm")]}),
+              config=RunnerConfig(spillover=False, backoff=Backoff(0.5, 8.0, 0.0)))
+    with pytest.raises(e.Deferred) as info:
+        w.run()
+    assert info.value.delay_s == pytest.approx(8.0)
+    assert [a[0] for a in w.limiter.acquired] == ["m1"]
+
+
+def test_limiter_delay_is_slept_and_recorded() -> None:
+    w = World(limiter=FakeLimiter({"m1": [Decision(status="granted", delay_ms=250)]}))
+    record = w.run()
+    assert w.time.sleeps == [0.25]
+    assert record.attempt_log[0].wait_s == 0.25
+
+
+def test_max_wait_passed_to_the_limiter() -> None:
+    w = World(config=RunnerConfig(max_limiter_wait_s=2.0, backoff=Backoff(0.5, 8.0, 0.0)))
+    w.run(envelope_for(deadline_s=300))
+    assert w.limiter.acquired[0][3] == 2000
+
+
+def test_call_timeout_is_capped_by_the_deadline() -> None:
+    w = World()
+    w.run(envelope_for(deadline_s=5))
+    assert w.gateway.calls == [("m1", 5.0)]
+
+
+def test_prompt_too_long_for_a_model_skips_it() -> None:
+    data = {**CATALOG, "models": {**CATALOG["models"], "m1": {"input_token_limit": 2}}}
+    w = World(catalog=parse_catalog(data))
+    record = w.run()
+    assert w.gateway.models_called() == ["m2"]
+    assert record.model_used == "m2"
+    assert any(a.outcome == "skipped:context_too_long" for a in record.attempt_log)
+
+
+def test_existing_result_is_returned_without_a_call() -> None:
+    w = World()
+    env = envelope_for()
+    earlier = ResultRecord(id=env.job_id, status="finished", kind="text", model_used="m2", attempts=1)
+    w.results.records[env.job_id] = earlier
+    assert w.run(env) == earlier
+    assert w.gateway.calls == []
+    assert w.limiter.acquired == []
+    assert w.results.saved == []
+
+
+def test_rerun_rebuilds_the_record_from_stored_output() -> None:
+    w = World()
+    env = envelope_for()
+    w.results.outputs[env.job_id] = {"model": "m2", "finish-reason": "STOP", "prompt-tokens": "100",
+                                     "output-tokens": "200", "images": "0", "model-version": "m2-001",
+                                     "bucket": "bkt", "key": "k/1.txt"}
+    record = w.run(env, rerun=True)
+    assert w.gateway.calls == []
+    assert w.limiter.acquired == []
+    assert record.status == "finished"
+    assert record.model_used == "m2"
+    assert record.prompt_tokens == 100 and record.output_tokens == 200
+    assert record.cost_usd == pytest.approx((100 * 0.5 + 200 * 1.0) / 1e6)
+    assert record.storage == StorageRef(bucket="bkt", key="k/1.txt")
+    assert record.model_version == "m2-001"
+    assert w.results.records[env.job_id] == record
+
+
+def test_rerun_without_stored_output_calls_the_model() -> None:
+    w = World()
+    record = w.run(rerun=True)
+    assert w.gateway.models_called() == ["m1"]
+    assert record.model_used == "m1"
+
+
+def test_chat_with_conversation_id_saves_new_turns() -> None:
+    w = World(gateway=FakeGateway({"m1": [gen(text="I am fine")]}))
+    w.results.histories["conv-1"] = [("user", "hi"), ("model", "hello")]
+    env = envelope_for({"kind": "chat", "conversation_id": "conv-1", "message": "how are you?"})
+    record = w.run(env)
+    assert w.gateway.histories == [[("user", "hi"), ("model", "hello")]]
+    assert record.conversation_id == "conv-1"
+    assert w.results.saved[-1][1] == [("user", "how are you?"), ("model", "I am fine")]
+
+
+def test_chat_without_conversation_saves_no_turns() -> None:
+    w = World()
+    record = w.run(envelope_for({"kind": "chat", "messages": [{"role": "user", "text": "hi"}]}))
+    assert record.conversation_id is None
+    assert w.results.saved[-1][1] is None
+    assert w.gateway.histories == [[]]
+
+
+def test_image_job_asks_for_an_image_and_pays_per_image() -> None:
+    w = World(gateway=FakeGateway({"img": [gen(prompt_tokens=0, output_tokens=0, images=1)]}))
+    record = w.run(envelope_for({"kind": "image", "prompt": "a red square"}))
+    assert w.limiter.acquired[0][2] == 1
+    assert record.cost_usd == pytest.approx(0.04)
+
+
+def test_probe_success_is_reported_to_availability() -> None:
+    w = World(limiter=FakeLimiter({"m1": [Decision(status="granted", reason="probe")]}))
+    w.run()
+    assert ("success", "m1") in w.availability.calls
+
+
+def test_unusable_answer_retries_then_falls_back() -> None:
+    w = World(gateway=FakeGateway({"m1": [e.UnusableAnswer("bad json") for _ in range(3)]}))
+    record = w.run()
+    assert w.gateway.models_called() == ["m1"] * 3 + ["m2"]
+    assert record.model_used == "m2"
+    assert record.attempts == 4
+
+
+def test_deadline_passing_stops_the_chain() -> None:
+    t = FakeTime()
+    w = World(gateway=FakeGateway({"m1": [e.ServerError("503") for _ in range(3)]}, time=t, latency_s=1.5),
+              time=t)
+    with pytest.raises(JobFailed) as info:
+        w.run(envelope_for(deadline_s=1.0))
+    record = info.value.record
+    assert record.error is not None and record.error.type == "all_models_failed"
+    assert "deadline" in record.error.message
+    assert w.gateway.models_called() == ["m1"]
+
+
+def test_latency_is_recorded_in_the_attempt_log() -> None:
+    t = FakeTime()
+    w = World(gateway=FakeGateway(time=t, latency_s=0.75), time=t)
+    record = w.run()
+    assert record.attempt_log[0].latency_s == 0.75
+    assert record.duration_s == 0.75
