@@ -14,9 +14,9 @@ class Decision:
     """``granted``: sleep ``delay_ms`` then call. ``wait``: nothing taken, retry in ``wait_ms`` or fall
     back. ``unavailable``: the model is down/retired/being probed for ``wait_ms``; fall back.
 
-    ``reason`` names the binding constraint (rpm, tpm, ipm, rpd, cooldown, probing or the operator's
-    unavailable reason; "" if none). ``now_ms`` is Redis's clock at the decision. ``probe``: this
-    caller is the circuit breaker's half-open probe and must report its outcome.
+    ``reason`` names the binding constraint (rpm, tpm, ipm, rpd, cooldown, probing or the recorded
+    unavailable reason; "" if none), or "probe" when ``probe`` is set: this caller is the circuit
+    breaker's half-open probe and must report its outcome. ``now_ms`` is Redis's clock at the decision.
     """
 
     status: Status

@@ -22,8 +22,10 @@ from shared.ratelimit.decision import Decision, from_reply, reply_status
 from shared.ratelimit.limits import FIELD_NAMES, ModelLimits
 from shared.ratelimit.scripts import Scripts
 
-Scope = Literal["rpm", "tpm", "ipm", "all", "day"]
-SCOPES: frozenset[str] = frozenset(("rpm", "tpm", "ipm", "all", "day"))
+#: What a 429 hit: "minute" = every per-window bucket (the provider rarely says which), one of them, or
+#: "day" (a per-day quota: cool down until the next Pacific midnight).
+Scope = Literal["minute", "rpm", "tpm", "ipm", "day"]
+SCOPES: frozenset[str] = frozenset(("minute", "rpm", "tpm", "ipm", "day"))
 
 # Unreachable, timed out, still loading, or a replica after failover: all mean "no budget to give".
 _UNREACHABLE = (rexc.ConnectionError, rexc.TimeoutError, rexc.ReadOnlyError)
@@ -48,7 +50,7 @@ class RedisLimiter:
         self._utc_offset_ms = utc_offset_ms
         self._scripts = Scripts.register(redis)
 
-    def acquire(self, model: str, *, requests: int = 1, tokens: int = 0, images: int = 0,
+    def acquire(self, model: str, requests: int = 1, tokens: int = 0, images: int = 0,
                 max_wait_ms: int = 0) -> Decision:
         """Take ``requests``/``tokens``/``images`` from every dimension at once, or nothing."""
         _require_non_negative(requests=requests, tokens=tokens, images=images, max_wait_ms=max_wait_ms)
@@ -70,7 +72,7 @@ class RedisLimiter:
         _require_non_negative(requests=requests, tokens=tokens, images=images)
         return self._credit(model, (requests, tokens, images, requests), "release")
 
-    def penalize(self, model: str, retry_after_ms: int, scope: Scope = "all") -> int:
+    def penalize(self, model: str, retry_after_ms: int, scope: Scope = "minute") -> int:
         """A 429: cool the whole fleet down for this model and drain ``scope``; returns the cooldown end."""
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {sorted(SCOPES)}, got {scope!r}")
@@ -97,9 +99,12 @@ class RedisLimiter:
         unknown = set(fields) - FIELD_NAMES
         if unknown:
             raise ConfigError(f"unknown limit fields {sorted(unknown)}; known: {sorted(FIELD_NAMES)}")
-        current = self.get_limits(model) or self._defaults.get(model, ModelLimits())
-        updated = dataclasses.replace(current, **fields)  # type: ignore[arg-type]
-        written = {name: value for name, value in updated.to_hash().items() if _is_written(name, fields)}
+        stored = self.get_limits(model)
+        updated = dataclasses.replace(stored or self._defaults.get(model, ModelLimits()), **fields)  # type: ignore[arg-type]
+        # Only the named fields over a stored hash (another operator may be changing the others);
+        # everything when the model had no limits yet, so the unnamed ones are not left unlimited.
+        written = {name: value for name, value in updated.to_hash().items()
+                   if stored is None or _is_written(name, fields)}
         with _boundary("set limits", model):
             self._redis.hset(keys.model_limits(model), mapping=written)  # type: ignore[arg-type]
         return updated

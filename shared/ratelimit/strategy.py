@@ -108,26 +108,27 @@ class ReferenceBuckets:
         self.levels: dict[str, float] = {dim: float(spec.capacity) for dim, spec in self.specs.items()}
         self.ts_ms = clock()
 
-    def refill_to_now(self) -> int:
-        now_ms = self.clock()
-        for dim, spec in self.specs.items():
-            self.levels[dim] = refill(self.levels[dim], spec, now_ms - self.ts_ms)
-        self.ts_ms = now_ms
-        return now_ms
+    def levels_at(self, now_ms: int) -> dict[str, float]:
+        return {dim: refill(self.levels[dim], spec, now_ms - self.ts_ms) for dim, spec in self.specs.items()}
 
     def acquire(self, costs: Mapping[str, int], max_wait_ms: int, cooldown_until_ms: int = 0) -> Outcome:
-        now_ms = self.refill_to_now()
+        """Like the script, stores refilled levels only on a grant (float refill is path-dependent)."""
+        now_ms = self.clock()
+        levels = self.levels_at(now_ms)
         cooldown_ms = max(0, cooldown_until_ms - now_ms)
-        wait_ms, reason = plan(self.levels, costs, self.specs, cooldown_ms, "cooldown")
+        wait_ms, reason = plan(levels, costs, self.specs, cooldown_ms, "cooldown")
         if wait_ms > max_wait_ms:
             return Outcome(False, 0, wait_ms, reason)
         for dim, spec in self.specs.items():
             if costs.get(dim, 0) > 0:
-                self.levels[dim] = level_after(self.levels[dim], costs[dim], spec, wait_ms)
+                levels[dim] = level_after(levels[dim], costs[dim], spec, wait_ms)
+        self.levels, self.ts_ms = levels, now_ms
         return Outcome(True, wait_ms, 0, reason)
 
     def credit(self, amounts: Mapping[str, float]) -> None:
-        self.refill_to_now()
+        now_ms = self.clock()
+        levels = self.levels_at(now_ms)
         for dim, amount in amounts.items():
-            if dim in self.specs and amount:
-                self.levels[dim] = credit(self.levels[dim], amount, self.specs[dim])
+            if dim in self.specs:
+                levels[dim] = credit(levels[dim], amount, self.specs[dim])
+        self.levels, self.ts_ms = levels, now_ms

@@ -48,5 +48,6 @@ local probe = 0
 if half_open then
   redis.call('HSET', KEYS[3], 'probe_until_ms', fmt(now + wait_ms + probe_ms))
   probe = 1
+  reason = 'probe'
 end
 return {'granted', wait_ms, 0, reason, now, probe}

@@ -1,6 +1,6 @@
 -- penalize: a 429 from the provider. Fleet-wide cooldown (never shortened) and the affected bucket
 -- dimensions drained to zero, so the fleet resumes at the refill rate instead of with a burst.
--- KEYS: limits, bucket, state.  ARGV: retry_after_ms, scope (rpm|tpm|ipm|all|day), utc_offset_ms.
+-- KEYS: limits, bucket, state.  ARGV: retry_after_ms, scope (minute|rpm|tpm|ipm|day; minute = every bucket), utc_offset_ms.
 -- Reply: cooldown_until_ms.
 local retry_after_ms = tonumber(ARGV[1])
 local scope = ARGV[2]
@@ -18,7 +18,7 @@ if scope ~= 'day' and next(limits) ~= nil then
   local specs = bucket_specs(limits)
   local levels = current_levels(hash_table(KEYS[2]), specs, now)
   for dim, level in pairs(levels) do
-    if scope == 'all' or scope == dim then levels[dim] = math.min(level, 0) end
+    if scope == 'minute' or scope == dim then levels[dim] = math.min(level, 0) end
   end
   save_levels(KEYS[2], levels, now)
 end
