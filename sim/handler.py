@@ -8,6 +8,7 @@ import select
 import socket
 import struct
 import time
+import traceback
 from dataclasses import replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
@@ -83,7 +84,12 @@ class SimHandler(BaseHTTPRequestHandler):
             status, payload = handle_admin(self.server.sim, method, split.path[len("/_sim/"):].strip("/"), body)
             self._send_json(status, payload)
             return
-        self._finish(self._route_api(method, split.path, split.query, body, arrived_s))
+        try:
+            outcome = self._route_api(method, split.path, split.query, body, arrived_s)
+        except Exception:  # a simulator bug: answer 500 rather than drop the connection, and say so once
+            traceback.print_exc()
+            outcome = Outcome(500, body=ApiError(500, "Internal error in the simulator.", "sim_bug").body())
+        self._finish(outcome)
 
     def _api_key(self, query: str) -> str | None:
         return self.headers.get("x-goog-api-key") or (parse_qs(query).get("key") or [None])[0]
@@ -205,8 +211,9 @@ class SimHandler(BaseHTTPRequestHandler):
     def _send_stream(self, outcome: Outcome) -> None:
         """SSE over chunked encoding: `data: {...}\\r\\n\\r\\n` per chunk, the latency spread across them."""
         events = [f"data: {json.dumps(c, ensure_ascii=False)}\r\n\r\n".encode() for c in outcome.chunks]
-        self._sleep(outcome.delay_s * FIRST_CHUNK_SHARE)
-        gap_s = outcome.delay_s * (1 - FIRST_CHUNK_SHARE) / max(1, len(events) - 1)
+        first_s = outcome.delay_s * (FIRST_CHUNK_SHARE if len(events) > 1 else 1.0)
+        self._sleep(first_s)
+        gap_s = (outcome.delay_s - first_s) / max(1, len(events) - 1)
         head = self._head(200, "text/event-stream", "Transfer-Encoding: chunked\r\n")
         for i, event in enumerate(events):
             if i:

@@ -8,9 +8,17 @@ from __future__ import annotations
 import datetime as dt
 from collections import deque
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-PACIFIC = ZoneInfo("America/Los_Angeles")
+
+def _pacific() -> dt.tzinfo:
+    try:
+        return ZoneInfo("America/Los_Angeles")
+    except ZoneInfoNotFoundError:  # no tz database (no tzdata package, minimal image): PST, ignoring DST
+        return dt.timezone(dt.timedelta(hours=-8), "PST")
+
+
+PACIFIC = _pacific()
 
 # The order in which dimensions are checked; the first violated one names the 429 in logs and stats.
 DIMENSIONS = ("rpm", "tpm", "ipm", "rpd")

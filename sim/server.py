@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import socketserver
 import threading
 from http.server import ThreadingHTTPServer
 
@@ -22,6 +23,12 @@ class SimServer(ThreadingHTTPServer):
         self.sim = sim
         self.stopping = threading.Event()  # wakes sleeping handlers (latency, hang) at shutdown
         super().__init__(address, SimHandler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the host name with getfqdn(), which can stall on a box without DNS.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
     def get_request(self) -> tuple[socket.socket, object]:
         conn, addr = super().get_request()

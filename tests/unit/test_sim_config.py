@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sim import cli
 from sim.config import config_from_dict, load_config
 from sim.errors import ConfigError
 from sim.faults import FaultBoard, parse_fault
@@ -96,9 +97,7 @@ def test_fault_rate_is_seeded() -> None:
 
 
 def test_cli_rejects_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from sim.cli import main
-
     bad = tmp_path / "bad.toml"
     bad.write_text("rpm = [")
-    assert main(["--config", str(bad), "--port", "0"]) == 2
+    assert cli.main(["--config", str(bad), "--port", "0"]) == 2
     assert "cannot read config" in capsys.readouterr().err
