@@ -265,3 +265,25 @@ def test_producer_import_does_not_pull_in_the_worker_stack() -> None:
     code = "import producer, sys; assert 'google.genai' not in sys.modules and 'boto3' not in sys.modules"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
+
+
+def _break_enqueue(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise redis.ConnectionError("connection reset by peer")
+
+    monkeypatch.setattr(Queue, "enqueue_many", refuse)
+
+
+def test_failed_enqueue_frees_fresh_idempotency_claims(pool: GenPool, fake_redis: redis.Redis,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    earlier = pool.submit(REQUESTS["text"], idempotency_key="old")
+    with monkeypatch.context() as patch:
+        _break_enqueue(patch)
+        with pytest.raises(ServiceUnavailable, match="REDIS_URL"):
+            pool.submit_many([REQUESTS["text"]] * 2, idempotency_keys=["old", "new"])
+    assert total_jobs(fake_redis) == 1
+    retried = pool.submit_many([REQUESTS["text"]] * 2, idempotency_keys=["old", "new"])
+    assert retried[0].id == earlier.id and retried[0].existing is True  # the earlier job keeps its key
+    assert retried[1].existing is False  # the failed submit did not leave a claim to a job that never existed
+    assert retried[1].status() == "queued"
+    assert total_jobs(fake_redis) == 2
