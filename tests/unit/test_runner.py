@@ -452,3 +452,40 @@ def test_latency_is_recorded_in_the_attempt_log() -> None:
     record = w.run()
     assert record.attempt_log[0].latency_s == 0.75
     assert record.duration_s == 0.75
+
+
+@pytest.mark.parametrize(("exc", "kind"), [(e.InvalidRequest("400 bad temperature"), "invalid_argument"),
+                                           (e.ContentBlocked("answer blocked: SAFETY"), "blocked"),
+                                           (e.OutputTruncated("MAX_TOKENS"), "max_tokens")])
+def test_permanent_errors_fail_without_fallback(exc: e.GenpoolError, kind: str) -> None:
+    w = World(gateway=FakeGateway({"m1": [exc]}))
+    with pytest.raises(JobFailed) as info:
+        w.run()
+    assert info.value.record.error is not None and info.value.record.error.type == kind
+    assert w.gateway.models_called() == ["m1"]
+
+
+def test_context_too_long_from_the_model_falls_back_at_once() -> None:
+    w = World(gateway=FakeGateway({"m1": [e.ContextTooLong("400 input token count exceeds")]}))
+    record = w.run()
+    assert w.gateway.models_called() == ["m1", "m2"]
+    assert record.model_used == "m2"
+    assert w.time.sleeps == []
+
+
+def test_no_capacity_after_real_attempts_is_a_failure_not_a_deferral() -> None:
+    always = [e.ServerError("503") for _ in range(10)]
+    wait = [Decision(status="wait", wait_ms=4000, reason="rpm")]
+    w = World(gateway=FakeGateway({"m1": always}), limiter=FakeLimiter({"m2": wait, "m3": list(wait)}))
+    with pytest.raises(JobFailed) as info:
+        w.run()
+    assert info.value.record.error is not None
+    assert info.value.record.error.type == "all_models_failed"
+    assert "no_capacity" in info.value.record.error.message
+
+
+def test_allow_fallback_false_uses_only_the_override() -> None:
+    w = World(gateway=FakeGateway({"m2": [e.ModelNotFound("404")]}))
+    with pytest.raises(JobFailed):
+        w.run(envelope_for({"kind": "text", "prompt": "hi", "model": "m2", "allow_fallback": False}))
+    assert w.gateway.models_called() == ["m2"]
