@@ -26,6 +26,7 @@ TASK = "worker.tasks.generate"
 ABANDONED_RETRIES = 3  # a job whose worker died is requeued this many times (RQ Retry)
 IDEMPOTENCY_TTL_S = 7 * 24 * 3600
 CHARS_PER_TOKEN = 4
+MAX_DEADLINE_S = 86_400
 
 
 def describe_validation_error(exc: pydantic.ValidationError) -> str:
@@ -136,6 +137,8 @@ class GenPool:
                     deadline_s: float | None = None) -> list[JobHandle]:
         """Validate every request first (all or nothing), then enqueue in one pipelined round trip."""
         queue = self._queue(priority)
+        if deadline_s is not None and not 0 < deadline_s <= MAX_DEADLINE_S:
+            raise ValidationError(f"deadline_s: must be above 0 and at most {MAX_DEADLINE_S} s (got {deadline_s})")
         parsed = [self.validate(r) for r in requests]
         idem = list(idempotency_keys or [None] * len(parsed))
         if len(idem) != len(parsed):
@@ -182,7 +185,8 @@ class GenPool:
             raise ValidationError(f"priority: {priority!r} is not one of {', '.join(keys.PRIORITIES)}") from None
 
     def _envelope(self, job_id: str, request: Request, deadline_s: float | None) -> Envelope:
-        return Envelope(job_id=job_id, request=request, deadline_s=deadline_s or self.settings.job_deadline_s)
+        deadline = self.settings.job_deadline_s if deadline_s is None else deadline_s
+        return Envelope(job_id=job_id, request=request, deadline_s=deadline)
 
     def _claim_idempotency(self, ids: list[str], idem: list[str | None]) -> list[str]:
         """For each request, the job id that owns it: a fresh id, or the earlier job's for a reused key."""

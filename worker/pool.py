@@ -22,7 +22,7 @@ import redis
 from rq import Queue, SimpleWorker
 from rq.exceptions import DequeueTimeout
 from rq.executions import Execution
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.timeouts import BaseDeathPenalty
@@ -92,6 +92,36 @@ class PoolWorker(SimpleWorker):
         if result is None:
             self._slots.release()
         return result
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        # RQ leaves the job in the intermediate list when a worker listens on several queues, and then
+        # "cleans" finished jobs from it a minute later; genpool always removes it once the job started.
+        super().prepare_job_execution(job, remove_from_intermediate_queue=True)
+
+    def clean_registries(self) -> None:
+        super().clean_registries()
+        for queue in self.queues:
+            self._recover_intermediate(queue)
+
+    def _recover_intermediate(self, queue: Queue) -> None:
+        """Jobs a killed worker had dequeued but not started: requeue them after a few heartbeats
+        (RQ's own rule waits a minute)."""
+        stuck_after_s = self.get_heartbeat_ttl(None)  # type: ignore[arg-type]
+        intermediate = queue.intermediate_queue
+        for job_id in intermediate.get_job_ids():
+            if job_id in self._inflight or job_id in queue.started_job_registry:
+                continue
+            job = queue.fetch_job(job_id)
+            if job is None or job.get_status(refresh=False) in (JobStatus.FINISHED, JobStatus.FAILED):
+                intermediate.remove(job_id)
+                continue
+            first = intermediate.get_first_seen(job_id)
+            if first is None:
+                intermediate.set_first_seen(job_id)
+            elif (now() - first).total_seconds() > stuck_after_s:
+                log.warning("job %s was dequeued by a worker that died before starting it: requeued", job_id)
+                self.handle_job_failure(job, queue, exc_string="dequeued by a worker that died before starting it")
+                intermediate.remove(job_id)
 
     def _finalize_failure(self, job: Job, queue: Queue, execution: Execution, exc_info: Any) -> None:
         exc = exc_info[1]
