@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -36,21 +35,11 @@ class Decision:
         return self.now_ms + self.delay_ms
 
 
-def reply_status(reply: Sequence[object]) -> str:
-    return _text(reply[0])
+def reply_status(reply: bytes) -> str:
+    return reply[: reply.index(b"|")].decode()
 
 
-def from_reply(reply: Sequence[object]) -> Decision:
-    status, delay_ms, wait_ms, reason, now_ms, probe = reply
-    return Decision(
-        status=cast(Status, _text(status)),
-        delay_ms=int(cast(int, delay_ms)),
-        wait_ms=int(cast(int, wait_ms)),
-        reason=_text(reason),
-        now_ms=int(cast(int, now_ms)),
-        probe=bool(probe),
-    )
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def from_reply(reply: bytes) -> Decision:
+    """Parse ``acquire.lua``'s ``status|delay_ms|wait_ms|now_ms|probe|reason``."""
+    status, delay_ms, wait_ms, now_ms, probe, reason = reply.decode().split("|", 5)
+    return Decision(cast(Status, status), int(delay_ms), int(wait_ms), reason, int(now_ms), probe == "1")

@@ -114,7 +114,7 @@ class RedisLimiter:
             raw = self._redis.hgetall(keys.model_limits(model))
         return ModelLimits.from_hash(raw) if raw else None  # type: ignore[arg-type]
 
-    def _call_acquire(self, model: str, args: Sequence[int]) -> Sequence[object]:
+    def _call_acquire(self, model: str, args: Sequence[int]) -> bytes:
         with _boundary("acquire", model):
             return self._scripts.acquire(keys=_keys(model), args=args)  # type: ignore[no-any-return]
 
