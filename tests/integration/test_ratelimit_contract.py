@@ -131,7 +131,7 @@ class TestLimiterContract:
         assert limiter.acquire(MODEL, tokens=400).granted  # 495 -> 95
         refunded = limiter.settle(MODEL, 400, 100)["tpm"]
         charged = limiter.settle(MODEL, 100, 600)["tpm"]
-        slack = refill_per_s * (time.monotonic() - started) + 1e-6
+        slack = refill_per_s * (time.monotonic() - started + 0.005)  # + Redis's whole-ms clock
         assert 395 <= refunded <= 395 + slack
         assert -105 <= charged <= -105 + slack
         assert limiter.settle(MODEL, 5000, 0)["tpm"] == 495  # a refund never overfills
