@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -242,6 +241,3 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise ServiceUnavailable(f"cannot reach Redis ({exc}); check REDIS_URL and that Redis is running") from exc
 
-
-def dumps_record(record: ResultRecord) -> str:
-    return json.dumps(record.model_dump(mode="json"), separators=(",", ":"))

@@ -8,7 +8,6 @@ from typing import Any
 import pydantic
 from rq import get_current_job
 
-from shared.errors import GenpoolError
 from shared.jobs import Envelope, ErrorInfo, ResultRecord
 from shared.metrics import MetricsBatch
 from worker.runner import JobFailed
@@ -54,5 +53,3 @@ def _kind(envelope: Any) -> str:
         envelope.get("request"), dict) else None
     return kind if kind in ("text", "chat", "json", "image") else "unknown"
 
-
-__all__ = ["generate", "GenpoolError"]
