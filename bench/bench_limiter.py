@@ -111,6 +111,18 @@ def run(redis_url: str, ops: int = 5000, rounds: int = 5) -> dict[str, Any]:
         client.close()
 
 
+TITLE = "Limiter: acquire vs PING (target 5: one round trip, >= 0.8x PING)"
+
+
+def bench(workdir: Path) -> dict[str, Any]:
+    """The `make bench` entry: a private redis-server, the default sizes."""
+    service = services.start_redis(appendonly=False)
+    try:
+        return run(service.url)
+    finally:
+        service.stop()
+
+
 def markdown(figures: dict[str, Any]) -> str:
     f = figures
     return "\n".join([
