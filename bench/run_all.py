@@ -6,8 +6,9 @@ Each benchmark module exposes the same small contract:
 
 - ``TITLE: str`` — the section heading;
 - ``bench(workdir: Path) -> dict`` — starts the real services it needs (redis-server, moto's S3 server,
-  the simulator) on loopback, runs, stops them, and returns JSON-able figures; plots go under
-  ``workdir`` and are named in ``figures["plots"]`` (paths relative to the repository root);
+  the simulator) on loopback, runs, stops them, and returns JSON-able figures; ``workdir`` is scratch
+  space (git-ignored); plots (PNG) go under ``PLOTS`` (committed, linked from BENCHMARKS.md by
+  ``bench/plots/<name>.png``);
 - ``markdown(figures: dict) -> str`` — the section body: a table of ratios measured in this run, the
   target, and whether it was met (or the gap and what explains it).
 
@@ -28,6 +29,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+PLOTS = ROOT / "bench" / "plots"
 
 # Run order: cheap and quiet first, so a slow one cannot spoil another's timing.
 BENCHMARKS = ("bench_limiter", "bench_cpu", "bench_failover", "bench_quota", "bench_density")
@@ -87,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
+    PLOTS.mkdir(parents=True, exist_ok=True)
     sections = []
     for name in args.only or BENCHMARKS:
         print(f"== {name}", flush=True)
