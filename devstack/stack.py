@@ -95,7 +95,8 @@ class SimAdmin:
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
 
-    def _call(self, path: str, body: Any | None = None) -> Any:
+    def call(self, path: str, body: Any | None = None) -> Any:
+        """GET ``/_sim/<path>`` (no body) or POST it a JSON body; the decoded JSON reply."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(f"{self.url}/_sim/{path}", data=data, method="GET" if data is None else "POST",
                                      headers={"Content-Type": "application/json"})
@@ -103,13 +104,13 @@ class SimAdmin:
             return json.loads(resp.read() or b"null")
 
     def reset(self) -> None:
-        self._call("reset", {})
+        self.call("reset", {})
 
     def faults(self, faults: list[dict[str, Any]]) -> None:
-        self._call("faults", {"faults": faults})
+        self.call("faults", {"faults": faults})
 
     def models(self, models: dict[str, dict[str, Any]]) -> None:
-        self._call("models", {"models": models})
+        self.call("models", {"models": models})
 
     def stats(self) -> Any:
-        return self._call("stats")
+        return self.call("stats")

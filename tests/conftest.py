@@ -9,11 +9,13 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from devstack import services
+from devstack.stack import SimAdmin
 
 
 @pytest.fixture(scope="session")
@@ -97,6 +99,11 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def read_jsonl(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def sim_admin(url: str, path: str, payload: dict[str, object] | None = None) -> Any:
+    """The simulator's admin API: GET ``/_sim/<path>``, or POST ``payload`` to it."""
+    return SimAdmin(url).call(path, payload)
 
 
 # --- the whole stack: real redis-server + S3 server + simulator + worker processes --------------------

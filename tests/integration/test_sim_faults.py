@@ -7,7 +7,6 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
@@ -16,19 +15,12 @@ from google.genai import errors, types
 
 from devstack import services
 from tests.conftest import SIM_TEST_KEY, read_jsonl
+from tests.conftest import sim_admin as admin
 
 pytestmark = pytest.mark.integration
 
 TEXT_MODEL = "gemini-2.5-flash"
 OTHER_MODEL = "gemini-2.5-flash-lite"
-
-
-def admin(url: str, path: str, payload: dict[str, Any] | None = None) -> Any:
-    data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(f"{url}/_sim/{path}", data=data, method="GET" if data is None else "POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
 
 
 def make_client(url: str, timeout_ms: int = 10_000) -> genai.Client:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import math
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,19 +17,12 @@ from google.genai import errors, types
 
 from devstack import services
 from tests.conftest import SIM_TEST_KEY, read_jsonl
+from tests.conftest import sim_admin as admin
 
 pytestmark = pytest.mark.integration
 
 IN_FLIGHT = 200
 LIMITS = httpx2.Limits(max_connections=256, max_keepalive_connections=256)
-
-
-def admin(url: str, path: str, payload: dict[str, Any] | None = None) -> Any:
-    data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(f"{url}/_sim/{path}", data=data, method="GET" if data is None else "POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
 
 
 def log_lines(svc: services.Service, model: str, expected: int, timeout_s: float = 5.0) -> list[dict[str, Any]]:

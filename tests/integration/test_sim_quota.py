@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import time
-import urllib.request
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,19 +13,12 @@ from google import genai
 from google.genai import errors, types
 
 from tests.conftest import SIM_TEST_KEY
+from tests.conftest import sim_admin as admin
 
 pytestmark = pytest.mark.integration
 
 TEXT_MODEL = "gemini-2.5-flash"
 IMAGE_MODEL = "gemini-2.5-flash-image"
-
-
-def admin(url: str, path: str, payload: dict[str, Any] | None = None) -> Any:
-    data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(f"{url}/_sim/{path}", data=data, method="GET" if data is None else "POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
 
 
 @pytest.fixture
