@@ -74,6 +74,6 @@ def metrics_latency(model: str) -> str:
     return f"{METRICS_PREFIX}:latency:{model}"
 
 
-def metrics_timeline() -> str:
-    """Hash: per-minute requests per model (field '<minute>|<model>|<outcome>'), for the report."""
-    return f"{METRICS_PREFIX}:timeline"
+def metrics_timeline(hour: int) -> str:
+    """Hash (TTL): calls per model per 10 s slot in one hour (field '<slot>|<model>|<outcome>'), for the report."""
+    return f"{METRICS_PREFIX}:timeline:{hour}"

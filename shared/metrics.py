@@ -3,6 +3,9 @@
 
 A counter is one field of one hash: ``name|label=value|...`` (labels sorted), so a whole job's
 metrics cost one pipelined HINCRBY per counter and no extra round trip.
+
+The timeline (calls per model per ``TIMELINE_STEP_S`` slot, for the report) lives in one hash per hour
+with a TTL, so it stays bounded however long the pool runs.
 """
 
 from __future__ import annotations
@@ -11,10 +14,24 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from shared import keys
 
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, float("inf"))
+#: Timeline resolution: a minute is too coarse to see a burst against a per-minute quota.
+TIMELINE_STEP_S = 10
+TIMELINE_KEY_SPAN_S = 3600
+TIMELINE_TTL_S = 2 * 24 * 3600
+TIMELINE_OUTCOMES = ("ok", "rate_limited", "error")
+
+
+@dataclass(frozen=True)
+class TimelinePoint:
+    at_s: int  # start of the slot, Unix seconds
+    model: str
+    outcome: str  # one of TIMELINE_OUTCOMES
+    calls: int
 
 
 def field_name(name: str, labels: Mapping[str, str]) -> str:
@@ -39,7 +56,7 @@ class MetricsBatch:
 
     counters: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     latency: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
-    timeline: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    timeline: dict[tuple[int, str], int] = field(default_factory=lambda: defaultdict(int))
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
         self.counters[field_name(name, labels)] += amount
@@ -49,9 +66,11 @@ class MetricsBatch:
         self.inc("latency_seconds_sum", seconds, model=model)
         self.inc("latency_seconds_count", 1, model=model)
 
-    def minute(self, model: str, outcome: str, at_s: float | None = None) -> None:
-        minute = int((at_s if at_s is not None else time.time()) // 60)
-        self.timeline[f"{minute}|{model}|{outcome}"] += 1
+    def timeline_call(self, model: str, outcome: str, at_s: float | None = None) -> None:
+        """One Gemini call in the report's timeline; ``outcome`` is an attempt outcome (error kind or "ok")."""
+        slot = int((at_s if at_s is not None else time.time()) // TIMELINE_STEP_S)
+        group = outcome if outcome in ("ok", "rate_limited") else "error"
+        self.timeline[(slot * TIMELINE_STEP_S // TIMELINE_KEY_SPAN_S, f"{slot}|{model}|{group}")] += 1
 
     def write(self, pipe: object) -> None:
         """Queue every counter on a Redis pipeline (no round trip here)."""
@@ -63,8 +82,10 @@ class MetricsBatch:
                 pipe.hincrbyfloat(counters_key, name, amount)  # type: ignore[attr-defined]
         for (model, bucket), count in self.latency.items():
             pipe.hincrby(keys.metrics_latency(model), bucket, count)  # type: ignore[attr-defined]
-        for name, count in self.timeline.items():
-            pipe.hincrby(keys.metrics_timeline(), name, count)  # type: ignore[attr-defined]
+        for (span, name), count in self.timeline.items():
+            pipe.hincrby(keys.metrics_timeline(span), name, count)  # type: ignore[attr-defined]
+        for span in {span for span, _ in self.timeline}:
+            pipe.expire(keys.metrics_timeline(span), TIMELINE_TTL_S)  # type: ignore[attr-defined]
 
 
 def read_counters(raw: Mapping[bytes, bytes]) -> list[tuple[str, dict[str, str], float]]:
@@ -77,3 +98,18 @@ def read_counters(raw: Mapping[bytes, bytes]) -> list[tuple[str, dict[str, str],
 
 def total(rows: Iterable[tuple[str, dict[str, str], float]], name: str, **match: str) -> float:
     return sum(v for n, labels, v in rows if n == name and all(labels.get(k) == x for k, x in match.items()))
+
+
+def read_timeline(conn: Any, start_s: float, end_s: float) -> list[TimelinePoint]:
+    """Timeline points with ``start_s <= at_s < end_s``, oldest first (one pipelined HGETALL per hour)."""
+    spans = range(int(start_s // TIMELINE_KEY_SPAN_S), int(end_s // TIMELINE_KEY_SPAN_S) + 1)
+    pipe = conn.pipeline(transaction=False)
+    for span in spans:
+        pipe.hgetall(keys.metrics_timeline(span))
+    points = [_point(f, v) for raw in pipe.execute() for f, v in raw.items()]
+    return sorted((p for p in points if start_s <= p.at_s < end_s), key=lambda p: (p.at_s, p.model, p.outcome))
+
+
+def _point(raw_field: bytes, value: bytes) -> TimelinePoint:
+    slot, model, outcome = raw_field.decode().split("|")
+    return TimelinePoint(at_s=int(slot) * TIMELINE_STEP_S, model=model, outcome=outcome, calls=int(value))

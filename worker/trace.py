@@ -36,7 +36,7 @@ class Trace:
             self.metrics.observe_latency(model, latency_s)
         if wait_s:
             self.metrics.inc("limiter_wait_seconds_total", wait_s, model=model)
-        self.metrics.minute(model, "ok" if outcome == "ok" else "error")
+        self.metrics.timeline_call(model, outcome)
 
     def skip(self, model: str, reason: str) -> None:
         self.attempts.append(AttemptRecord(model=model, attempt=0, outcome=f"skipped:{reason}"))
