@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -58,13 +59,22 @@ def prepare(settings: Settings) -> Runtime:
     return runtime
 
 
+def drain_once(runtime: Runtime) -> int:
+    if not runtime.spool.pending():
+        return 0
+    sent = runtime.results.drain_spool()
+    if sent:
+        log.info("spool: uploaded %d results that were waiting for S3", sent)
+    return sent
+
+
 def start_spool_drainer(runtime: Runtime, stop: threading.Event, interval_s: float = 5.0) -> threading.Thread:
     def loop() -> None:
         while not stop.wait(interval_s):
-            if runtime.spool.pending():
-                sent = runtime.spool.drain(runtime.store)
-                if sent:
-                    log.info("spool: uploaded %d results that were waiting for S3", sent)
+            try:
+                drain_once(runtime)
+            except Exception:  # noqa: BLE001 - the drainer must outlive any one bad pass (e.g. Redis down)
+                log.exception("spool: drain pass failed; trying again in %.0f s", interval_s)
 
     thread = threading.Thread(target=loop, name="genpool-spool", daemon=True)
     thread.start()
@@ -83,7 +93,8 @@ def run_one(settings: Settings, concurrency: int, burst: bool) -> int:
         worker.work(burst=burst, logging_level=settings.log_level)
     finally:
         stop.set()
-        runtime.spool.drain(runtime.store)
+        with contextlib.suppress(Exception):  # best effort at exit; what is left waits for the next start
+            drain_once(runtime)
     return 0
 
 

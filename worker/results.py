@@ -63,6 +63,10 @@ class ResultStore:
         self._redis.sadd(keys.spool_index(), obj.key)
         log.warning("S3 unavailable: %s kept in the local spool until it can be uploaded", obj.key)
 
+    def drain_spool(self) -> int:
+        """Upload what the spool holds; each uploaded key leaves the spool index. Returns how many."""
+        return self._spool.drain(self._store, on_uploaded=lambda key: self._redis.srem(keys.spool_index(), key))
+
     def find_output(self, job_id: str, kind: str) -> dict[str, str] | None:
         """Metadata of this job's stored object, if it exists (used only when a job is run again)."""
         key = object_key(self._prefix, kind, job_id)

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from shared.errors import GenpoolError
@@ -43,21 +44,32 @@ class Spool:
     def pending(self) -> list[Path]:
         return sorted(self.directory.glob("*.json"))
 
-    def drain(self, store: ObjectStore) -> int:
-        """Upload every spooled object; returns how many went up. Stops at the first failure."""
+    def drain(self, store: ObjectStore, on_uploaded: Callable[[str], None] | None = None) -> int:
+        """Upload every spooled object; returns how many went up. Stops at the first failure.
+
+        Several worker processes on one host may share the directory: an object another drainer has
+        already taken is skipped (uploading it twice is harmless, the key and body are the same)."""
         sent = 0
         with self._lock:
             for meta_path in self.pending():
-                body_path = meta_path.with_suffix(".body")
                 try:
-                    meta = json.loads(meta_path.read_text())
-                    obj = StoredObject(key=meta["key"], body=body_path.read_bytes(), content_type=meta["content_type"],
-                                       tags=meta["tags"], metadata=meta["metadata"])
+                    obj = _load(meta_path)
                     store.put(obj)
+                except FileNotFoundError:
+                    continue
                 except GenpoolError as exc:
                     log.warning("spool: S3 still unavailable (%s); %d objects waiting", exc, len(self.pending()))
                     break
-                body_path.unlink(missing_ok=True)
+                meta_path.with_suffix(".body").unlink(missing_ok=True)
                 meta_path.unlink(missing_ok=True)
+                if on_uploaded is not None:
+                    on_uploaded(obj.key)
                 sent += 1
         return sent
+
+
+def _load(meta_path: Path) -> StoredObject:
+    meta = json.loads(meta_path.read_text())
+    body = meta_path.with_suffix(".body").read_bytes()
+    return StoredObject(key=meta["key"], body=body, content_type=meta["content_type"], tags=meta["tags"],
+                        metadata=meta["metadata"])
