@@ -27,7 +27,9 @@ class Bucket:
     dimension: str
     level: float
     capacity: float
-    limit: int  # the provider's number, before the safety margin
+    limit: int  # the provider's number per window (rpd: per day), before the safety margin
+    effective: int  # genpool's ceiling: the limit after the safety margin
+    window_s: float
 
 
 @dataclass(frozen=True)
@@ -81,11 +83,11 @@ def _buckets(limiter: RedisLimiter, model: str, default: ModelLimits | None) -> 
     if limits is None:
         return []
     levels = limiter.levels(model) if stored else {}  # no limits in Redis yet: no job used it, buckets full
-    out = [Bucket(dim, levels.get(dim, spec.capacity), spec.capacity, getattr(limits, dim))
-           for dim, spec in specs_for(limits).items()]
+    out = [Bucket(dim, levels.get(dim, spec.capacity), spec.capacity, getattr(limits, dim), spec.limit,
+                  limits.window_s) for dim, spec in specs_for(limits).items()]
     if limits.rpd:
         daily = effective_limit(limits.rpd, limits.safety)
-        out.append(Bucket("rpd", levels.get("rpd", daily), daily, limits.rpd))
+        out.append(Bucket("rpd", levels.get("rpd", daily), daily, limits.rpd, daily, 86400.0))
     return out
 
 

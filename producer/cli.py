@@ -115,7 +115,8 @@ def cmd_result(args: argparse.Namespace) -> int:
 
 DELEGATED = {"worker": ("worker.main", "run workers"), "sim": ("sim.cli", "run the Gemini simulator"),
              "stats": ("ops.stats", "per-model metrics"), "health": ("ops.health", "health check"),
-             "metrics": ("ops.prometheus", "Prometheus endpoint")}
+             "metrics": ("ops.prometheus", "Prometheus endpoint"),
+             "report": ("ops.report", "HTML report: requests/min vs quota, fallbacks, cost")}
 
 
 def _delegate(module: str, rest: Sequence[str]) -> int:

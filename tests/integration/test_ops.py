@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +79,166 @@ def test_prometheus_text_shows_the_exact_counts(stack):
     assert 'genpool_fallbacks_total{from="gemini-3.8-flash",kind="text",to="gemini-3.5-flash"} 3.0' in text
     assert 'genpool_request_latency_seconds_count{model="gemini-3.5-flash"} 3.0' in text
     assert 'genpool_jobs_total{kind="text",model="gemini-3.5-flash",status="finished"} 3.0' in text
+
+
+# --- a run with known outcomes: a fallback on a 429, cooldown skips, a 404 that fails a job ---------------
+
+PRIMARY, SECOND, PRO = "gemini-3.8-flash", "gemini-3.5-flash", "gemini-3.1-pro-preview"
+
+
+def run_known_outcomes(stack) -> list:
+    """Five text jobs, one at a time: PRIMARY answers once then its daily quota answers 429 (the fleet cools it
+    down until Pacific midnight, later jobs skip it for SECOND); a job pinned to the retired PRO fails."""
+    stack.sim.models({PRIMARY: {"rpd": 1}, PRO: {"retired": True}})
+    stack.workers.start(1, concurrency=1)
+    records = [stack.pool.submit({"kind": "text", "prompt": f"known {i}"}).wait(timeout_s=30) for i in range(4)]
+    pinned = {"kind": "text", "prompt": "pinned", "model": PRO, "allow_fallback": False}
+    records.append(stack.pool.submit(pinned).wait(timeout_s=30))
+    assert [r.model_used for r in records] == [PRIMARY, SECOND, SECOND, SECOND, None], records
+    assert [a.outcome for a in records[1].attempt_log] == ["rate_limited", "ok"], records[1].attempt_log
+    assert records[4].status == "failed" and records[4].error.type == "all_models_failed", records[4]
+    return records
+
+
+def calls_to(records, model: str, outcome: str | None = None) -> int:
+    return sum(1 for r in records for a in r.attempt_log
+               if a.model == model and a.attempt > 0 and outcome in (None, a.outcome))
+
+
+def test_stats_json_shows_429s_failures_state_buckets_and_queues(stack):
+    records = run_known_outcomes(stack)
+    out = genpool(stack.env, "stats", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    primary, second, pro = (data["models"][m] for m in (PRIMARY, SECOND, PRO))
+    assert (primary["requests"], primary["outcome:ok"], primary["rate_limited"], primary["errors"]) == (2, 1, 1, 0)
+    assert primary["skipped:no_capacity"] == 2  # jobs 3 and 4 skipped the cooled-down model
+    assert (second["requests"], second["outcome:ok"], second["rate_limited"]) == (3, 3, 0)
+    assert (pro["requests"], pro["outcome:model_not_found"], pro["errors"]) == (1, 1, 1)
+    assert data["fallbacks"] == {f"{PRIMARY}->{SECOND}": 3}
+    assert data["fallbacks_by_kind"] == {"text": {f"{PRIMARY}->{SECOND}": 3}}
+    assert data["failures"] == {"all_models_failed": 1}
+    text = data["kinds"]["text"]
+    assert (text["requests"], text["finished"], text["failed"], text["outcome:rate_limited"]) == (6, 4, 1, 1)
+    assert text["failures:all_models_failed"] == 1
+    for model, m in ((PRIMARY, primary), (SECOND, second), (PRO, pro)):
+        assert m["latency"]["count"] == calls_to(records, model)
+        assert m["latency"]["buckets"]["+Inf"] == calls_to(records, model)
+        waited = sum(a.wait_s for r in records for a in r.attempt_log if a.model == model)
+        assert m.get("limiter_wait_seconds_total", 0.0) == pytest.approx(waited, abs=1e-3)
+    now = data["now_s"]
+    assert primary["state"]["state"] == "closed" and primary["state"]["cooldown_until_s"] > now
+    assert pro["state"]["state"] == "down" and now < pro["state"]["until_s"] <= now + 3601
+    assert second["state"] == {"state": "closed", "until_s": None, "reason": "", "cooldown_until_s": None}
+    # today's requests left under rpd: the catalog's 10 000 at 99 % safety, less SECOND's three grants
+    assert second["buckets"]["rpd"] == {"level": 9900 - 3, "capacity": 9900, "limit": 10000}
+    assert second["buckets"]["rpm"]["limit"] == 1000 and 0 <= second["buckets"]["rpm"]["level"] <= 10
+    assert data["queues"] == {"genpool-high": 0, "genpool-default": 0, "genpool-low": 0}
+
+
+def test_prometheus_gauges_for_state_buckets_and_queues(stack):
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from ops.prometheus import RedisCollector
+    from ops.snapshot import catalog_limits
+    from shared.catalog import load_catalog
+
+    records = run_known_outcomes(stack)
+    catalog = load_catalog(stack.settings)
+    registry = CollectorRegistry()
+    registry.register(RedisCollector(stack.redis, catalog.models, catalog_limits(catalog)))
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(generate_latest(registry).decode())
+               for s in family.samples}
+
+    def value(name: str, **labels: str) -> float:
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    assert value("genpool_requests_total", kind="text", model=PRIMARY, outcome="rate_limited") == 1
+    assert value("genpool_requests_total", kind="text", model=PRO, outcome="model_not_found") == 1
+    assert value("genpool_requests_total", kind="text", model=SECOND, outcome="ok") == 3
+    assert value("genpool_fallbacks_total", kind="text", to=SECOND, **{"from": PRIMARY}) == 3
+    assert value("genpool_job_failures_total", kind="text", error="all_models_failed") == 1
+    assert value("genpool_models_skipped_total", model=PRIMARY, reason="no_capacity") == 2
+    assert value("genpool_request_latency_seconds_count", model=PRIMARY) == calls_to(records, PRIMARY)
+    assert value("genpool_cost_usd_total", kind="text", model=SECOND) == pytest.approx(
+        sum(r.cost_usd for r in records if r.model_used == SECOND))
+    for model, state in ((PRIMARY, "closed"), (SECOND, "closed"), (PRO, "down")):
+        assert [s for s in ("closed", "open", "half-open", "down") if value("genpool_model_state", model=model,
+                                                                            state=s) == 1] == [state]
+    assert value("genpool_model_unavailable_until_timestamp_seconds", model=PRO) > time.time()
+    assert value("genpool_model_unavailable_until_timestamp_seconds", model=SECOND) == 0
+    assert value("genpool_model_cooldown_until_timestamp_seconds", model=PRIMARY) > time.time()
+    assert value("genpool_ratelimit_bucket_level", model=SECOND, dimension="rpd") == 9900 - 3
+    assert value("genpool_ratelimit_bucket_capacity", model=SECOND, dimension="rpm") == 10
+    assert value("genpool_ratelimit_limit", model=SECOND, dimension="tpm") == 1_000_000
+    assert value("genpool_ratelimit_limit", model="gemini-3.1-flash-image", dimension="ipm") == 100
+    assert value("genpool_queue_depth", queue="genpool-default") == 0
+
+
+# --- RQ's own tools on genpool's queues -------------------------------------------------------------------
+
+def _queued(stack, count: int, priority: str = "default") -> list[str]:
+    return [stack.pool.submit({"kind": "text", "prompt": f"waits {i}"}, priority=priority).id for i in range(count)]
+
+
+def test_rq_info_shows_genpool_queues_and_their_jobs(stack):
+    _queued(stack, 3)
+    _queued(stack, 1, "high")
+    rq = [str(Path(sys.executable).with_name("rq")), "info", "--url", stack.env["REDIS_URL"], "--serializer", "json"]
+    out = subprocess.run([*rq, "--only-queues", "--raw", "genpool-default", "genpool-high", "genpool-low"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "queue genpool-default 3" in out.stdout and "queue genpool-high 1" in out.stdout, out.stdout
+    assert "queue genpool-low 0" in out.stdout, out.stdout
+    data = json.loads(genpool(stack.env, "stats", "--json").stdout)
+    assert data["queues"] == {"genpool-high": 1, "genpool-default": 3, "genpool-low": 0}
+
+
+def test_rq_dashboard_is_an_optional_extra_and_reads_genpool_queues(stack, tmp_path):
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert any(d.startswith("rq-dashboard") for d in project["optional-dependencies"]["dashboard"])
+    assert "rq-dashboard" not in (root / "requirements.txt").read_text()
+    procfile = dict(line.split(":", 1) for line in (root / "Procfile").read_text().splitlines() if ":" in line)
+    assert procfile["dashboard"].split()[0] == "rq-dashboard" and "--json" in procfile["dashboard"].split()
+    pytest.importorskip("rq_dashboard")
+    jobs = _queued(stack, 2)
+    port = free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("rq-dashboard")), "--bind", "127.0.0.1",
+                             "--port", str(port), "--redis-url", stack.env["REDIS_URL"], "--json"],
+                            stdout=subprocess.DEVNULL, stderr=(tmp_path / "dashboard.log").open("w"))
+    try:
+        queues = {q["name"]: q["count"] for q in get_json(f"http://127.0.0.1:{port}/0/data/queues.json")["queues"]}
+        assert queues["genpool-default"] == 2, queues
+        job = get_json(f"http://127.0.0.1:{port}/0/data/job/{jobs[0]}.json")
+        assert job["id"] == jobs[0] and job["origin"] == "genpool-default", job
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get_json(url: str, timeout_s: float = 20.0) -> dict:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                return json.loads(reply.read())
+        except (urllib.error.URLError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
