@@ -53,16 +53,17 @@ def rates(points: Sequence[TimelinePoint], start_s: float, end_s: float) -> dict
         if p.outcome == "rate_limited":
             limited[p.model][p.at_s] += p.calls
     slots = range(int(start_s // TIMELINE_STEP_S) * TIMELINE_STEP_S, int(end_s) + 1, TIMELINE_STEP_S)
-    return {m: ModelRates(m, _trailing(calls[m], slots), _trailing(limited[m], slots), sum(calls[m].values()),
-                          sum(limited[m].values())) for m in sorted(calls)}
+    return {m: ModelRates(m, _trailing(calls[m], slots, end_s), _trailing(limited[m], slots, end_s),
+                          sum(calls[m].values()), sum(limited[m].values())) for m in sorted(calls)}
 
 
-def _trailing(counts: dict[int, int], slots: range) -> list[tuple[float, float]]:
+def _trailing(counts: dict[int, int], slots: range, end_s: float) -> list[tuple[float, float]]:
+    """At each slot's end (the last one: now), the calls of that slot and the ones before it in the minute."""
     per = RATE_WINDOW_S // TIMELINE_STEP_S
     out = []
     for slot in slots:
         window = sum(counts.get(slot - i * TIMELINE_STEP_S, 0) for i in range(per))
-        out.append((float(slot + TIMELINE_STEP_S), float(window) * 60 / RATE_WINDOW_S))
+        out.append((min(float(slot + TIMELINE_STEP_S), end_s), float(window) * 60 / RATE_WINDOW_S))
     return out
 
 

@@ -33,7 +33,7 @@ class Quota:
 
 
 def _attrs(**values: object) -> str:
-    return " ".join(f"{k.replace('_', '-')}={quoteattr(str(v))}" for k, v in values.items())
+    return " ".join(f"{k.rstrip('_').replace('_', '-')}={quoteattr(str(v))}" for k, v in values.items())
 
 
 class Frame:
@@ -60,7 +60,10 @@ def rate_chart(title: str, model: str, series: Sequence[Series], quotas: Sequenc
                end_s: float) -> str:
     peak = max((v for s in series for _, v in s.points), default=0.0)
     frame = Frame(start_s, end_s, y_limit(peak, quotas))
-    body = [_axes(frame), *(_quota(frame, q) for q in quotas), *(_series(frame, s) for s in series),
+    off_scale = [q for q in quotas if q.per_minute > frame.y_max]
+    shown = [q for q in quotas if q not in off_scale]
+    body = [_axes(frame), *(_quota(frame, q, i) for i, q in enumerate(shown)),
+            *(_quota_note(q, i) for i, q in enumerate(off_scale)), *(_series(frame, s) for s in series),
             f'<text x="{LEFT}" y="16" font-size="13">{escape(title)}</text>']
     return (f'<svg xmlns="{NS}" {_attrs(class_="rate-chart", data_model=model, width=WIDTH, height=HEIGHT)} '
             f'viewBox="0 0 {WIDTH} {HEIGHT}">' + "".join(body) + "</svg>")
@@ -73,15 +76,22 @@ def _series(frame: Frame, s: Series) -> str:
             f' points="{points}" fill="none" stroke="{s.color}" stroke-width="1.6"/>')
 
 
-def _quota(frame: Frame, q: Quota) -> str:
-    off_scale = q.per_minute > frame.y_max
+def _quota(frame: Frame, q: Quota, index: int) -> str:
     y = frame.y(q.per_minute)
-    label = f"{q.label} {q.per_minute:g}/min" + (" (above the chart)" if off_scale else "")
-    css = "quota off-scale" if off_scale else "quota"
-    return (f"<g {_attrs(class_=css, data_limit=q.per_minute, data_label=q.label)}>"
+    # quota and ceiling lie close together: their labels go to opposite ends of the line
+    x, anchor = (WIDTH - RIGHT - 4, "end") if index % 2 == 0 else (LEFT + 4, "start")
+    return (f"<g {_attrs(class_='quota', data_limit=q.per_minute, data_label=q.label)}>"
             f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="{q.color}" '
-            f'stroke-dasharray="6 4"/><text x="{WIDTH - RIGHT - 4}" y="{y - 4:.1f}" font-size="11" '
-            f'text-anchor="end" fill="{q.color}">{escape(label)}</text></g>')
+            f'stroke-dasharray="6 4"/><text x="{x}" y="{y - 4:.1f}" font-size="11" '
+            f'text-anchor="{anchor}" fill="{q.color}">{escape(f"{q.label} {q.per_minute:g}/min")}</text></g>')
+
+
+def _quota_note(q: Quota, index: int) -> str:
+    """A quota far above the traffic: named in a corner instead of flattening the series to the axis."""
+    label = f"{q.label} {q.per_minute:g}/min: above the chart"
+    return (f"<g {_attrs(class_='quota off-scale', data_limit=q.per_minute, data_label=q.label)}>"
+            f'<text x="{WIDTH - RIGHT - 4}" y="{TOP + 12 + 13 * index}" font-size="11" text-anchor="end" '
+            f'fill="{q.color}">{escape(label)}</text></g>')
 
 
 def _axes(frame: Frame) -> str:
