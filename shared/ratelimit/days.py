@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
@@ -17,6 +19,19 @@ def pacific_offset_ms(at: datetime | None = None) -> int:
     offset = (at or datetime.now(UTC)).astimezone(PACIFIC).utcoffset()
     assert offset is not None  # a ZoneInfo always has one
     return int(offset.total_seconds() * 1000)
+
+
+@lru_cache(maxsize=2)
+def _offset_in_hour(utc_hour: int) -> int:
+    return pacific_offset_ms(datetime.fromtimestamp(utc_hour * 3600, UTC))
+
+
+def current_pacific_offset_ms() -> int:
+    """``pacific_offset_ms()`` for now, computed once per UTC hour (every acquire passes it).
+
+    Exact: DST switches at 02:00 local, which is a whole UTC hour, so the offset is constant within one.
+    """
+    return _offset_in_hour(int(time.time() // 3600))
 
 
 def day_index(now_ms: int, offset_ms: int) -> int:

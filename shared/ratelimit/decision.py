@@ -35,8 +35,9 @@ class Decision:
         return self.now_ms + self.delay_ms
 
 
-def reply_status(reply: bytes) -> str:
-    return reply[: reply.index(b"|")].decode()
+def is_unconfigured(reply: bytes) -> bool:
+    """The model has no limits in Redis yet (``acquire.lua`` answers before touching anything)."""
+    return reply.startswith(b"unconfigured|")
 
 
 def from_reply(reply: bytes) -> Decision:

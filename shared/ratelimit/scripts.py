@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 LUA_DIR = Path(__file__).with_name("lua")
 LIBRARY = "_bucket.lua"
@@ -32,3 +35,16 @@ class Scripts:
         """No round trip: redis-py hashes locally and loads a script only when Redis answers NOSCRIPT."""
         names = ("acquire", "settle", "penalize", "levels", "seed")
         return cls(**{name: client.register_script(source(name)) for name in names})
+
+
+def evalsha(client: redis.Redis, script: Script, numkeys_keys_args: Sequence[Any]) -> Any:
+    """``EVALSHA sha numkeys keys... args...`` straight through ``execute_command``, loading on NOSCRIPT.
+
+    What ``Script.__call__`` does, minus its per-call tuple copies, import and pipeline check: the
+    acquire hot path pays for every microsecond (docs/ratelimit.md, "Benchmark").
+    """
+    try:
+        return client.execute_command("EVALSHA", script.sha, *numkeys_keys_args)
+    except NoScriptError:
+        script.sha = client.script_load(script.script)
+        return client.execute_command("EVALSHA", script.sha, *numkeys_keys_args)

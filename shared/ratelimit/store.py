@@ -17,10 +17,10 @@ from redis import exceptions as rexc
 
 from shared import keys
 from shared.errors import ConfigError, LimiterUnavailable
-from shared.ratelimit.days import pacific_offset_ms
-from shared.ratelimit.decision import Decision, from_reply, reply_status
+from shared.ratelimit.days import current_pacific_offset_ms
+from shared.ratelimit.decision import Decision, from_reply, is_unconfigured
 from shared.ratelimit.limits import FIELD_NAMES, ModelLimits
-from shared.ratelimit.scripts import Scripts
+from shared.ratelimit.scripts import Scripts, evalsha
 
 #: What a 429 hit: "minute" = every per-window bucket (the provider rarely says which), one of them, or
 #: "day" (a per-day quota: cool down until the next Pacific midnight).
@@ -43,23 +43,27 @@ class RedisLimiter:
     """Shared per-model rate limiter; ``defaults`` (the catalog) seed models Redis has no limits for."""
 
     def __init__(self, redis: redis.Redis, defaults: Mapping[str, ModelLimits] | None = None,
-                 probe_ms: int = 30_000, utc_offset_ms: Callable[[], int] = pacific_offset_ms) -> None:
+                 probe_ms: int = 30_000, utc_offset_ms: Callable[[], int] = current_pacific_offset_ms) -> None:
         self._redis = redis
         self._defaults = dict(defaults or {})
         self._probe_ms = probe_ms
         self._utc_offset_ms = utc_offset_ms
         self._scripts = Scripts.register(redis)
+        self._acquire_keys: dict[str, tuple[int | bytes, ...]] = {}
 
     def acquire(self, model: str, requests: int = 1, tokens: int = 0, images: int = 0,
                 max_wait_ms: int = 0) -> Decision:
         """Take ``requests``/``tokens``/``images`` from every dimension at once, or nothing."""
-        _require_non_negative(requests=requests, tokens=tokens, images=images, max_wait_ms=max_wait_ms)
-        args = (requests, tokens, images, max_wait_ms, self._utc_offset_ms(), self._probe_ms)
-        reply = self._call_acquire(model, args)
-        if reply_status(reply) == "unconfigured":
+        if requests < 0 or tokens < 0 or images < 0 or max_wait_ms < 0:
+            _require_non_negative(requests=requests, tokens=tokens, images=images, max_wait_ms=max_wait_ms)
+        # The hot path (every Gemini call): EVALSHA with keys encoded once per model, no extra layers.
+        command = (*self._numkeys_and_keys(model), requests, tokens, images, max_wait_ms,
+                   self._utc_offset_ms(), self._probe_ms)
+        reply = self._call_acquire(model, command)
+        if is_unconfigured(reply):
             self.seed(model, self._default_for(model))
-            reply = self._call_acquire(model, args)
-        if reply_status(reply) == "unconfigured":  # deleted again in between: give up, closed
+            reply = self._call_acquire(model, command)
+        if is_unconfigured(reply):  # deleted again in between: give up, closed
             raise ConfigError(f"rate limiter has no limits for model {model!r}")
         return from_reply(reply)
 
@@ -114,9 +118,17 @@ class RedisLimiter:
             raw = self._redis.hgetall(keys.model_limits(model))
         return ModelLimits.from_hash(raw) if raw else None  # type: ignore[arg-type]
 
-    def _call_acquire(self, model: str, args: Sequence[int]) -> bytes:
-        with _boundary("acquire", model):
-            return self._scripts.acquire(keys=_keys(model), args=args)  # type: ignore[no-any-return]
+    def _numkeys_and_keys(self, model: str) -> tuple[int | bytes, ...]:
+        cached = self._acquire_keys.get(model)
+        if cached is None:
+            cached = self._acquire_keys[model] = (3, *(key.encode() for key in _keys(model)))
+        return cached
+
+    def _call_acquire(self, model: str, command: Sequence[int | bytes]) -> bytes:
+        try:
+            return evalsha(self._redis, self._scripts.acquire, command)  # type: ignore[no-any-return]
+        except _UNREACHABLE as exc:
+            raise LimiterUnavailable(f"rate limiter cannot acquire for {model!r}: {exc}") from exc
 
     def _credit(self, model: str, amounts: Sequence[int], operation: str) -> dict[str, float]:
         with _boundary(operation, model):

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from shared.ratelimit.days import DAY_MS, day_index, next_midnight_ms, pacific_offset_ms
+import pytest
+
+from shared.ratelimit.days import (
+    DAY_MS,
+    _offset_in_hour,
+    current_pacific_offset_ms,
+    day_index,
+    next_midnight_ms,
+    pacific_offset_ms,
+)
 
 
 def _ms(dt: datetime) -> int:
@@ -34,3 +43,15 @@ def test_day_index_turns_exactly_at_midnight() -> None:
     offset = -7 * 3_600_000
     assert day_index(midnight, offset) == day_index(midnight - 1, offset) + 1
     assert next_midnight_ms(midnight, offset) == midnight + DAY_MS
+
+
+@pytest.mark.parametrize("day", [datetime(2026, 3, 8, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)])
+def test_offset_is_constant_within_each_utc_hour_across_dst_days(day: datetime) -> None:
+    """current_pacific_offset_ms caches per UTC hour: every minute of a DST day must agree with it."""
+    for minute in range(0, 2 * 24 * 60, 7):
+        at = day + timedelta(minutes=minute)
+        assert pacific_offset_ms(at) == _offset_in_hour(int(at.timestamp()) // 3600), at
+
+
+def test_current_offset_is_the_offset_now() -> None:
+    assert current_pacific_offset_ms() == pacific_offset_ms()

@@ -10,14 +10,14 @@ local now = now_ms()
 
 local until_ms = now + retry_after_ms
 if scope == 'day' then until_ms = next_midnight_ms(now, offset_ms) end
-until_ms = math.max(until_ms, tonumber(redis.call('HGET', KEYS[3], 'cooldown_until_ms')) or 0)
-redis.call('HSET', KEYS[3], 'cooldown_until_ms', fmt(until_ms))
+until_ms = max(until_ms, tonumber(redis.call('HGET', KEYS[3], 'cooldown_until_ms')) or 0)
+redis.call('HSET', KEYS[3], 'cooldown_until_ms', until_ms)
 
-local limits = read_limits(KEYS[1])
-if scope ~= 'day' and limits ~= nil then
-  local levels = current_levels(read_bucket(KEYS[2]), bucket_specs(limits), now)
-  for dim, level in pairs(levels) do
-    if scope == 'minute' or scope == dim then levels[dim] = math.min(level, 0) end
+local model = read_model(KEYS[1])
+if scope ~= 'day' and model ~= nil then
+  local levels = current_levels(read_bucket(KEYS[2]), model, now)
+  for i = 1, 3 do
+    if levels[i] and (scope == 'minute' or scope == DIMS[i]) then levels[i] = min(levels[i], 0) end
   end
   save_levels(KEYS[2], levels, now)
 end

@@ -2,20 +2,21 @@
 -- each bucket dimension, and give back day-counter requests if the day has not turned.
 -- KEYS: limits, bucket.  ARGV: rpm, tpm, ipm amounts, rpd give-back, utc_offset_ms.
 -- Reply: flat {dim, level, ...} after the change.
-local limits = read_limits(KEYS[1])
-if limits == nil then return {} end
+local model = read_model(KEYS[1])
+if model == nil then return {} end
 local now = now_ms()
 local bucket = read_bucket(KEYS[2])
-local specs = bucket_specs(limits)
-local levels = current_levels(bucket, specs, now)
-local amounts = {rpm = tonumber(ARGV[1]), tpm = tonumber(ARGV[2]), ipm = tonumber(ARGV[3])}
-for dim, spec in pairs(specs) do
-  levels[dim] = credit(levels[dim], amounts[dim], spec)
+local levels = current_levels(bucket, model, now)
+for i = 1, 3 do
+  if levels[i] then levels[i] = credit(levels[i], tonumber(ARGV[i]), model.cap[i]) end
 end
 
+local offset_ms = tonumber(ARGV[5])
 local give_back = tonumber(ARGV[4])
-local count = day_count(bucket, now, tonumber(ARGV[5]))
-local day = nil
-if give_back > 0 and count > 0 then day = {'rpd_count', math.max(0, count - give_back)} end
-save_levels(KEYS[2], levels, now, day)
+local count = day_count(bucket, now, offset_ms)
+if give_back > 0 and count > 0 then
+  save_levels(KEYS[2], levels, now, day_index(now, offset_ms), max(0, count - give_back))
+else
+  save_levels(KEYS[2], levels, now)
+end
 return flat_levels(levels)
