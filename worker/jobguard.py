@@ -1,0 +1,83 @@
+"""What a worker agrees to run from the queue: genpool's one entry point, with one JSON envelope.
+
+RQ imports and calls whatever function a job names, and imports whatever callbacks it names. Anyone who
+can write to Redis could then run any importable function on every worker (``builtins.open``,
+``os.system``), pickle or not. A genpool worker refuses such jobs before importing anything, fails them
+once (no RQ retry) and records a genpool failure so the job's handle reports it instead of waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Any
+
+from rq.exceptions import DeserializationError
+from rq.job import Job
+
+from shared.errors import Permanent
+from shared.jobs import ErrorInfo, ResultRecord
+from shared.metrics import MetricsBatch
+
+log = logging.getLogger("genpool.worker")
+ENTRY_POINTS = frozenset({"worker.tasks.generate"})
+MAX_REASON_CHARS = 200
+
+
+class RefusedJob(Permanent):
+    """The queue held a job genpool will not run: another function, callbacks, or the wrong arguments."""
+
+    kind = "refused_job"
+
+
+class GenpoolJob(Job):
+    """An RQ job that resolves only genpool's entry point and never imports a callback."""
+
+    @property
+    def func(self) -> Any:
+        name = self.func_name  # DeserializationError for anything that is not genpool's JSON
+        if name not in ENTRY_POINTS or self.instance is not None:
+            raise RefusedJob(f"refused: the job names {_short(name)}; genpool workers run only "
+                             f"{', '.join(sorted(ENTRY_POINTS))}")
+        if len(self.args) != 1 or self.kwargs:
+            raise RefusedJob("refused: a genpool job carries exactly one argument, its JSON envelope")
+        return super().func
+
+    # genpool never sets callbacks; a job that names one does not get to choose code to import.
+    @property
+    def success_callback(self) -> None:
+        return None
+
+    @property
+    def failure_callback(self) -> None:
+        return None
+
+    @property
+    def stopped_callback(self) -> None:
+        return None
+
+
+def refused(exc: BaseException | None) -> bool:
+    return isinstance(exc, RefusedJob | DeserializationError)
+
+
+def record_refusal(job: Job, exc_type: type[BaseException] | None, exc: BaseException | None,
+                   tb: TracebackType | None) -> bool:
+    """RQ exception handler: a refused job fails once, with a genpool record under its id."""
+    if not refused(exc):
+        return True
+    from worker.runtime import get_runtime
+
+    job.retries_left = 0  # retrying cannot make it runnable
+    message = str(exc) if isinstance(exc, RefusedJob) else "refused: the job payload is not genpool's JSON"
+    log.error("job %s: %s", job.id, message)
+    record = ResultRecord(id=job.id, status="failed", kind="unknown",
+                          error=ErrorInfo(type=RefusedJob.kind, message=message))
+    metrics = MetricsBatch()
+    metrics.inc("job_failures_total", kind="unknown", error=RefusedJob.kind)
+    get_runtime().results.save(record, metrics)
+    return True
+
+
+def _short(name: object) -> str:
+    return repr(name)[:MAX_REASON_CHARS]
