@@ -53,15 +53,18 @@ class RedisCollector:
 
 
 def counters(rows: list[Row]) -> Iterator[Metric]:
-    families: dict[str, CounterMetricFamily] = {}
-    for name, labels, value in rows:
-        if name not in COUNTERS:
-            continue
-        prom, doc = COUNTERS[name]
-        label_names = sorted(labels)
-        family = families.setdefault(name, CounterMetricFamily(prom, doc, labels=label_names))
-        family.add_metric([labels[k] for k in label_names], value)
-    yield from families.values()
+    # One label set per family: the union over its rows (a label added in a later release reads "" on old rows).
+    label_names: dict[str, set[str]] = {}
+    for name, labels, _ in rows:
+        if name in COUNTERS:
+            label_names.setdefault(name, set()).update(labels)
+    for name, names in label_names.items():
+        ordered = sorted(names)
+        family = CounterMetricFamily(*COUNTERS[name], labels=ordered)
+        for row_name, labels, value in rows:
+            if row_name == name:
+                family.add_metric([labels.get(k, "") for k in ordered], value)
+        yield family
 
 
 def latency(snap: Snapshot) -> Metric:

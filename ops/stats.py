@@ -25,7 +25,7 @@ def collect(conn: redis.Redis, settings: Settings) -> dict[str, Any]:
     return summarize(take(conn, catalog.models, catalog_limits(catalog)))
 
 
-def _show(data: dict[str, Any], as_json: bool) -> None:
+def _show(data: dict[str, Any], as_json: bool, clear: bool) -> None:
     if as_json:
         print(json.dumps(data, sort_keys=True), flush=True)
         return
@@ -33,7 +33,10 @@ def _show(data: dict[str, Any], as_json: bool) -> None:
 
     from ops.tables import render
 
-    Console().print(render(data))
+    console = Console()
+    if clear:
+        console.clear()
+    console.print(render(data))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         conn = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_s)
         while True:
-            _show(collect(conn, settings), args.json)
+            _show(collect(conn, settings), args.json, clear=bool(args.watch))
             if not args.watch:
                 return 0
             time.sleep(args.watch)

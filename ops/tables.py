@@ -53,12 +53,13 @@ def limits_table(data: dict[str, Any]) -> Table:
 
 def kinds_table(data: dict[str, Any]) -> Table:
     table = _table("per job kind", ("kind", "requests", "429", "finished", "failed", "failures", "tokens in",
-                                    "tokens out", "cost $"))
+                                    "tokens out", "cost $", "limiter wait s"))
     for kind, k in data["kinds"].items():
         failures = ", ".join(f"{n.split(':', 1)[1]} {v:.0f}" for n, v in k.items() if n.startswith("failures:"))
         table.add_row(kind, _n(k.get("requests", 0)), _n(k.get("outcome:rate_limited", 0)), _n(k.get("finished", 0)),
                       _n(k.get("failed", 0)), failures or "-", _n(k.get("tokens_in_total", 0)),
-                      _n(k.get("tokens_out_total", 0)), f"{k.get('cost_usd_total', 0):.4f}")
+                      _n(k.get("tokens_out_total", 0)), f"{k.get('cost_usd_total', 0):.4f}",
+                      f"{k.get('limiter_wait_seconds_total', 0):.2f}")
     return table
 
 

@@ -35,7 +35,7 @@ class Trace:
         if latency_s:
             self.metrics.observe_latency(model, latency_s)
         if wait_s:
-            self.metrics.inc("limiter_wait_seconds_total", wait_s, model=model)
+            self.metrics.inc("limiter_wait_seconds_total", wait_s, model=model, kind=self.kind)
         self.metrics.timeline_call(model, outcome)
 
     def skip(self, model: str, reason: str) -> None:

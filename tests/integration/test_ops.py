@@ -242,3 +242,34 @@ def get_json(url: str, timeout_s: float = 20.0) -> dict:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def test_limiter_wait_is_counted_per_model_and_kind(stack):
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from ops.prometheus import RedisCollector
+    from shared.ratelimit import RedisLimiter
+
+    # 120 rpm leaves a bucket of 2: of six jobs at once, four wait for their reservation (~0.5 s apart).
+    # Queued before the worker starts, so the six arrive at the limiter together.
+    RedisLimiter(stack.redis).set_limits(PRIMARY, rpm=120, tpm=0, rpd=0)
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    requests = [{"kind": "json", "prompt": f"w{i}", "json_schema": schema} if i % 2 else
+                {"kind": "text", "prompt": f"w{i}"} for i in range(6)]
+    handles = stack.pool.submit_many(requests)
+    stack.workers.start(1, concurrency=6)
+    records = [h.wait(timeout_s=30) for h in handles]
+    assert all(r.status == "finished" and r.model_used == PRIMARY for r in records), records
+    waited = {kind: sum(a.wait_s for r in records if r.kind == kind for a in r.attempt_log) for kind in ("text", "json")}
+    assert sum(waited.values()) > 0, waited  # the scenario must make jobs wait
+    data = json.loads(genpool(stack.env, "stats", "--json").stdout)
+    assert data["models"][PRIMARY]["limiter_wait_seconds_total"] == pytest.approx(sum(waited.values()), abs=1e-3)
+    for kind, seconds in waited.items():
+        assert data["kinds"][kind].get("limiter_wait_seconds_total", 0.0) == pytest.approx(seconds, abs=1e-3)
+    registry = CollectorRegistry()
+    registry.register(RedisCollector(stack.redis))
+    samples = {(s.name, s.labels.get("kind"), s.labels.get("model")): s.value
+               for f in text_string_to_metric_families(generate_latest(registry).decode()) for s in f.samples}
+    for kind, seconds in waited.items():
+        assert samples.get(("genpool_limiter_wait_seconds_total", kind, PRIMARY), 0.0) == pytest.approx(seconds, abs=1e-3)

@@ -67,3 +67,23 @@ def test_latency_summary_is_cumulative_with_bucket_bound_quantiles():
     assert s["count"] == 20 and s["buckets"]["0.1"] == 10 and s["buckets"]["0.5"] == 10 and s["buckets"]["+Inf"] == 20
     assert (s["p50_le_s"], s["p95_le_s"]) == (0.1, 1.0)
     assert latency_summary({})["p50_le_s"] is None
+
+
+def test_a_counter_whose_labels_grew_is_one_family_with_the_union_of_labels():
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from ops.prometheus import counters
+
+    rows = [("limiter_wait_seconds_total", {"model": "m"}, 1.5),  # written before `kind` was recorded
+            ("limiter_wait_seconds_total", {"model": "m", "kind": "text"}, 2.0)]
+
+    class Rows:
+        def collect(self):
+            return counters(rows)
+
+    registry = CollectorRegistry()
+    registry.register(Rows())
+    (family,) = text_string_to_metric_families(generate_latest(registry).decode())
+    assert {(s.labels["kind"], s.value) for s in family.samples if s.name.endswith("_total")} == {("", 1.5),
+                                                                                                 ("text", 2.0)}
