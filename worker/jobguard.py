@@ -36,10 +36,11 @@ class GenpoolJob(Job):
     @property
     def func(self) -> Any:
         name = self.func_name  # DeserializationError for anything that is not genpool's JSON
-        if name not in ENTRY_POINTS or self.instance is not None:
+        if not (isinstance(name, str) and name in ENTRY_POINTS) or self.instance is not None:
             raise RefusedJob(f"refused: the job names {_short(name)}; genpool workers run only "
                              f"{', '.join(sorted(ENTRY_POINTS))}")
-        if len(self.args) != 1 or self.kwargs:
+        args, kwargs = self.args, self.kwargs
+        if not isinstance(args, list | tuple) or len(args) != 1 or not isinstance(kwargs, dict) or kwargs:
             raise RefusedJob("refused: a genpool job carries exactly one argument, its JSON envelope")
         return super().func
 
