@@ -33,6 +33,7 @@ class ModelSpec:
     token_burst: float = 0.05
     max_retries: int = 2
     timeout_s: float = 30.0
+    stall_s: float = 0.0  # a call this old, with no later call answered, counts as a breaker failure; 0 = off
     input_token_limit: int = 1_048_576
     output_token_limit: int = 65_536
     price_input_per_mtok: float = 0.0
@@ -115,8 +116,8 @@ def _spec(model_id: str, body: Mapping[str, Any], source: str) -> ModelSpec:
         raise ConfigError(f"{source}: model {model_id!r}: {exc}") from exc
     if spec.kind not in ("text", "image"):
         raise ConfigError(f"{source}: model {model_id!r}: kind must be 'text' or 'image'")
-    if spec.max_retries < 0 or spec.timeout_s <= 0:
-        raise ConfigError(f"{source}: model {model_id!r}: max_retries >= 0 and timeout_s > 0")
+    if spec.max_retries < 0 or spec.timeout_s <= 0 or spec.stall_s < 0:
+        raise ConfigError(f"{source}: model {model_id!r}: max_retries >= 0, timeout_s > 0 and stall_s >= 0")
     return spec
 
 

@@ -16,7 +16,7 @@ import redis
 
 from shared.errors import ConfigError, GenpoolError
 from shared.settings import Settings
-from worker import logs
+from worker import logs, stalls
 from worker.pool import PoolWorker, queues_for
 from worker.runtime import Runtime, limits_for, set_runtime
 
@@ -87,6 +87,7 @@ def run_one(settings: Settings, concurrency: int, burst: bool) -> int:
                         heartbeat_s=settings.heartbeat_s)
     stop = threading.Event()
     start_spool_drainer(runtime, stop)
+    stalls.start_watch(runtime.runner.report_stalls, stop)
     log.info("worker %s: %d jobs in flight at most, queues %s", worker.name, concurrency,
              ", ".join(q.name for q in worker.queues))
     try:

@@ -17,6 +17,7 @@ class Decision(Protocol):
     delay_ms: int
     wait_ms: int
     reason: str
+    probe: bool  # this caller is the circuit breaker's half-open probe: report its outcome
 
 
 class Limiter(Protocol):

@@ -12,6 +12,7 @@ from worker import policy
 from worker.answers import Generation
 from worker.gemini import Call, Turn
 from worker.ports import Ports
+from worker.stalls import InFlight
 from worker.trace import Trace
 
 CHARS_PER_TOKEN = 4
@@ -59,6 +60,7 @@ class Runner:
         self.ports = ports
         self.catalog = catalog
         self.config = config or RunnerConfig()
+        self.inflight = InFlight()  # this process's calls per model, shared by its job threads
 
     def run(self, envelope: Envelope, rerun: bool = False) -> ResultRecord:
         """Run the job to a terminal record; raises JobFailed (record saved) or Deferred.
@@ -162,27 +164,53 @@ class Runner:
         timeout_s = max(0.1, min(spec.timeout_s, deadline_at - ports.clock()))
         started = ports.clock()
         try:
-            gen = ports.gateway.generate(call, model, timeout_s)
+            gen = self._generate(call, model, timeout_s)
         except e.GenpoolError as exc:
-            self._on_error(model, exc, tokens)
+            self._on_error(model, exc, tokens, decision.probe)
             trace.attempt(model, exc.kind, ports.clock() - started, wait_s)
             trace.model_failed(model, exc)
             raise
         ports.limiter.settle(model, tokens, gen.prompt_tokens)
-        if decision.reason == "probe":
+        if decision.probe:
             ports.availability.record_success(model)
         trace.attempt(model, "ok", ports.clock() - started, wait_s)
         return gen
 
-    def _on_error(self, model: str, exc: e.GenpoolError, tokens: int) -> None:
+    def _generate(self, call: Call, model: str, timeout_s: float) -> Generation:
+        """The call, tracked in flight; any answer but a transient failure shows the model is answering."""
+        call_id = self.inflight.start(model, self.ports.clock())
+        answered = False
+        try:
+            gen = self.ports.gateway.generate(call, model, timeout_s)
+            answered = True
+            return gen
+        except e.GenpoolError as exc:
+            answered = not isinstance(exc, e.TransientError)
+            raise
+        finally:
+            self.inflight.finish(call_id, answered)
+
+    def report_stalls(self) -> int:
+        """Calls to a model that stopped answering count as breaker failures before they time out
+        (run by the stall watch thread, worker/stalls.py); returns how many were reported."""
+        reported = 0
+        for model in self.inflight.models():
+            for _ in range(self.inflight.take_stalled(model, self._spec(model).stall_s, self.ports.clock())):
+                self.ports.availability.record_failure(model, "stalled")
+                reported += 1
+        return reported
+
+    def _on_error(self, model: str, exc: e.GenpoolError, tokens: int, probe: bool) -> None:
         ports = self.ports
         ports.limiter.settle(model, tokens, 0)
         if isinstance(exc, e.RateLimited):
             ports.limiter.penalize(model, int(policy.retry_after_s(exc) * 1000) or 1000, exc.scope)
-        elif isinstance(exc, e.ModelNotFound):
+        if isinstance(exc, e.ModelNotFound):
             ports.availability.mark_down(model, "not_found")
         elif isinstance(exc, e.TransientError):
             ports.availability.record_failure(model, exc.kind)
+        elif probe:  # the model answered (a 429, a bad request, a blocked prompt): it is up, close the breaker
+            ports.availability.record_success(model)
 
     def _finish(self, envelope: Envelope, trace: Trace, model: str, gen: Generation,
                 history: list[Turn]) -> ResultRecord:

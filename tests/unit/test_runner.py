@@ -27,6 +27,7 @@ class Decision:
     delay_ms: int = 0
     wait_ms: int = 0
     reason: str = ""
+    probe: bool = False
 
 
 class FakeLimiter:
@@ -421,9 +422,74 @@ def test_image_job_asks_for_an_image_and_pays_per_image() -> None:
 
 
 def test_probe_success_is_reported_to_availability() -> None:
-    w = World(limiter=FakeLimiter({"m1": [Decision(status="granted", reason="probe")]}))
+    w = World(limiter=FakeLimiter({"m1": [Decision(status="granted", reason="probe", probe=True)]}))
     w.run()
     assert ("success", "m1") in w.availability.calls
+
+
+def test_a_probe_the_model_answers_with_an_error_still_closes_the_breaker() -> None:
+    w = World(limiter=FakeLimiter({"m1": [Decision(status="granted", reason="probe", probe=True), Decision()]}),
+              gateway=FakeGateway({"m1": [e.RateLimited("429", retry_after_s=1.0)]}))
+    record = w.run()
+    assert record.model_used == "m1" and record.attempts == 2
+    assert w.availability.calls == [("success", "m1")]
+
+
+def test_a_probe_that_fails_transiently_is_a_failure_not_a_success() -> None:
+    w = World(limiter=FakeLimiter({"m1": [Decision(status="granted", reason="probe", probe=True), Decision()]}),
+              gateway=FakeGateway({"m1": [e.ServerError("503")]}))
+    w.run()
+    assert ("success", "m1") not in w.availability.calls
+    assert ("failure", "m1", "server_error") in w.availability.calls
+
+
+def test_a_plain_grant_reports_no_success() -> None:
+    w = World()
+    w.run()
+    assert w.availability.calls == []
+
+
+def stall_world() -> World:
+    data = {**CATALOG, "models": {**CATALOG["models"], "m1": {**CATALOG["models"]["m1"], "stall_s": 2.0}}}
+    return World(catalog=parse_catalog(data))
+
+
+def test_a_stalled_call_is_reported_once_as_a_breaker_failure() -> None:
+    w = stall_world()
+    runner = w.runner()
+    runner.inflight.start("m1", w.time.now)  # a job thread's call that never comes back
+    w.time.now += 1.5
+    assert runner.report_stalls() == 0
+    w.time.now += 1.0
+    assert runner.report_stalls() == 1
+    assert runner.report_stalls() == 0
+    assert w.availability.calls == [("failure", "m1", "stalled")]
+    runner.run(envelope_for())
+    assert runner.inflight.in_flight("m1") == 1  # the job's call left the table; the hanging one is still in
+
+
+def test_a_slow_call_is_no_stall_while_later_calls_answer() -> None:
+    w = stall_world()
+    runner = w.runner()
+    runner.inflight.start("m1", w.time.now)
+    w.time.now += 0.5
+    runner.run(envelope_for())  # started after the slow call, and answered
+    w.time.now += 5.0
+    assert runner.report_stalls() == 0
+    assert w.availability.calls == []
+
+
+def test_transient_failures_do_not_count_as_answers_for_stalls() -> None:
+    w = stall_world()
+    w.gateway.scripts["m1"] = [e.ServerError("503") for _ in range(3)]
+    runner = w.runner()
+    runner.inflight.start("m1", w.time.now)
+    w.time.now += 0.5
+    runner.run(envelope_for())  # m1 fails three times (later calls, no answer), m2 answers
+    w.time.now += 2.0
+    assert runner.report_stalls() == 1
+    assert ("failure", "m1", "stalled") in w.availability.calls
+    assert runner.inflight.in_flight("m1") == 1  # the failed calls left the table
 
 
 def test_unusable_answer_retries_then_falls_back() -> None:

@@ -1,0 +1,88 @@
+"""The fleet-wide circuit breaker (shared/lua/breaker.lua) with the limiter's acquire, on a real redis-server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from shared.availability import Availability, BreakerPolicy
+from shared.ratelimit import ModelLimits, RedisLimiter
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
+
+MODEL = "breaker-model"
+OPEN_S = 0.3
+
+
+@pytest.fixture
+def parts(real_redis: redis.Redis) -> tuple[Availability, RedisLimiter]:
+    policy = BreakerPolicy(failure_threshold=3, failure_window_s=30.0, open_s=OPEN_S, not_found_open_s=60.0)
+    limiter = RedisLimiter(real_redis, {MODEL: ModelLimits(rpm=10_000, tpm=10**8)}, probe_ms=5_000)
+    return Availability(real_redis, policy), limiter
+
+
+def wait_out(seconds: float) -> None:
+    time.sleep(seconds + 0.1)  # past a cooldown on Redis's clock (whole-ms resolution)
+
+
+def test_threshold_failures_open_the_breaker_for_every_caller(parts) -> None:
+    availability, limiter = parts
+    assert [availability.record_failure(MODEL, "server_error") for _ in range(2)] == [False, False]
+    assert limiter.acquire(MODEL).status == "granted"
+    assert availability.record_failure(MODEL, "server_error") is True
+    decision = limiter.acquire(MODEL)
+    assert decision.status == "unavailable" and decision.reason == "breaker_open:server_error"
+    assert 0 < decision.wait_ms <= OPEN_S * 1000
+    assert availability.state(MODEL)["opened_total"] == "1"
+
+
+def test_failures_while_open_do_not_extend_it(parts) -> None:
+    availability, limiter = parts
+    for _ in range(3):
+        availability.record_failure(MODEL, "timeout")
+    until = availability.state(MODEL)["unavailable_until_ms"]
+    assert availability.record_failure(MODEL, "timeout") is False  # a straggler from before the opening
+    assert availability.state(MODEL)["unavailable_until_ms"] == until
+
+
+def test_half_open_lets_one_probe_through_and_its_success_closes(parts) -> None:
+    availability, limiter = parts
+    for _ in range(3):
+        availability.record_failure(MODEL, "stalled")
+    wait_out(OPEN_S)
+    probe = limiter.acquire(MODEL)
+    assert probe.status == "granted" and probe.probe and probe.reason == "probe"
+    other = limiter.acquire(MODEL)
+    assert other.status == "unavailable" and other.reason == "probing"
+    availability.record_success(MODEL)
+    after = limiter.acquire(MODEL)
+    assert after.status == "granted" and not after.probe
+
+
+def test_a_failed_probe_opens_again_at_once(parts) -> None:
+    availability, limiter = parts
+    for _ in range(3):
+        availability.record_failure(MODEL, "server_error")
+    wait_out(OPEN_S)
+    assert limiter.acquire(MODEL).probe
+    assert availability.record_failure(MODEL, "server_error") is True  # one failure suffices when half-open
+    assert limiter.acquire(MODEL).status == "unavailable"
+    assert availability.state(MODEL)["opened_total"] == "2"
+
+
+def test_failures_spread_beyond_the_window_do_not_open(real_redis: redis.Redis) -> None:
+    availability = Availability(real_redis, BreakerPolicy(failure_threshold=2, failure_window_s=0.2))
+    assert availability.record_failure(MODEL, "server_error") is False
+    wait_out(0.2)
+    assert availability.record_failure(MODEL, "server_error") is False  # a new window began
+    assert availability.record_failure(MODEL, "server_error") is True
+
+
+def test_not_found_marks_the_model_down_for_the_long_cooldown(parts) -> None:
+    availability, limiter = parts
+    availability.mark_down(MODEL, "not_found")
+    decision = limiter.acquire(MODEL)
+    assert decision.status == "unavailable" and decision.reason == "not_found"
+    assert decision.wait_ms > 30_000
