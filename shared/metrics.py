@@ -76,10 +76,9 @@ class MetricsBatch:
         """Queue every counter on a Redis pipeline (no round trip here)."""
         counters_key = keys.metrics_counters()
         for name, amount in self.counters.items():
-            if float(amount).is_integer():
-                pipe.hincrby(counters_key, name, int(amount))  # type: ignore[attr-defined]
-            else:
-                pipe.hincrbyfloat(counters_key, name, amount)  # type: ignore[attr-defined]
+            # Always HINCRBYFLOAT: HINCRBY on a field already holding "12.5" fails the whole job's pipeline
+            # result (seen when a float counter such as limiter_wait_seconds_total got exactly 5.0).
+            pipe.hincrbyfloat(counters_key, name, amount)  # type: ignore[attr-defined]
         for (model, bucket), count in self.latency.items():
             pipe.hincrby(keys.metrics_latency(model), bucket, count)  # type: ignore[attr-defined]
         for (span, name), count in self.timeline.items():

@@ -87,3 +87,14 @@ def test_a_counter_whose_labels_grew_is_one_family_with_the_union_of_labels():
     (family,) = text_string_to_metric_families(generate_latest(registry).decode())
     assert {(s.labels["kind"], s.value) for s in family.samples if s.name.endswith("_total")} == {("", 1.5),
                                                                                                  ("text", 2.0)}
+
+
+def test_a_float_counter_can_take_a_whole_amount_later(fake_redis):
+    for wait_s in (0.25, 5.0, 1.5):
+        batch = MetricsBatch()
+        batch.inc("limiter_wait_seconds_total", wait_s, model="m")
+        pipe = fake_redis.pipeline()
+        batch.write(pipe)
+        pipe.execute()
+    raw = fake_redis.hgetall(keys.metrics_counters())
+    assert [float(v) for v in raw.values()] == [6.75]
