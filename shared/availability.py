@@ -37,7 +37,7 @@ class Availability:
         self._run(model, "ok", self.policy.open_s, "")
 
     def record_failure(self, model: str, reason: str) -> bool:
-        """Count a transient failure; True when it opened the breaker."""
+        """Count a transient failure; True when the model is open after it (opened now or already)."""
         return self._run(model, "fail", self.policy.open_s, f"breaker_open:{reason}")
 
     def mark_down(self, model: str, reason: str, open_s: float | None = None) -> None:

@@ -44,6 +44,16 @@ class Skipped(e.ModelUnavailable):
     kind = "skipped"
 
 
+class BreakerOpen(e.ModelUnavailable):
+    """The call failed and the model's breaker is open (this failure opened it, or it already was):
+    fall back now; a retry would only wait for a probe slot or hang on the same outage."""
+
+    kind = "breaker_open"
+
+    def __init__(self, cause: e.GenpoolError) -> None:
+        super().__init__(f"{cause.kind}: {cause}; the model's breaker is open")
+
+
 @dataclass(frozen=True)
 class RunnerConfig:
     max_limiter_wait_s: float = 5.0
@@ -166,9 +176,11 @@ class Runner:
         try:
             gen = self._generate(call, model, timeout_s)
         except e.GenpoolError as exc:
-            self._on_error(model, exc, tokens, decision.probe)
+            is_open = self._on_error(model, exc, tokens, decision.probe)
             trace.attempt(model, exc.kind, ports.clock() - started, wait_s)
             trace.model_failed(model, exc)
+            if is_open:
+                raise BreakerOpen(exc) from exc
             raise
         ports.limiter.settle(model, tokens, gen.prompt_tokens)
         if decision.probe:
@@ -200,7 +212,8 @@ class Runner:
                 reported += 1
         return reported
 
-    def _on_error(self, model: str, exc: e.GenpoolError, tokens: int, probe: bool) -> None:
+    def _on_error(self, model: str, exc: e.GenpoolError, tokens: int, probe: bool) -> bool:
+        """Settle the grant and tell the limiter / breaker; True when the model's breaker is open now."""
         ports = self.ports
         ports.limiter.settle(model, tokens, 0)
         if isinstance(exc, e.RateLimited):
@@ -208,9 +221,10 @@ class Runner:
         if isinstance(exc, e.ModelNotFound):
             ports.availability.mark_down(model, "not_found")
         elif isinstance(exc, e.TransientError):
-            ports.availability.record_failure(model, exc.kind)
+            return ports.availability.record_failure(model, exc.kind)
         elif probe:  # the model answered (a 429, a bad request, a blocked prompt): it is up, close the breaker
             ports.availability.record_success(model)
+        return False
 
     def _finish(self, envelope: Envelope, trace: Trace, model: str, gen: Generation,
                 history: list[Turn]) -> ResultRecord:

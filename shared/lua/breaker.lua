@@ -5,7 +5,8 @@
 -- ARGV[3] = failure window in ms
 -- ARGV[4] = open period in ms (how long every worker skips the model)
 -- ARGV[5] = reason recorded when opening
--- Returns 1 when this call opened the breaker, 0 otherwise.
+-- Returns 1 when the model is open after this call (this failure opened it, or it already was: a caller
+-- should not retry the model then), 0 otherwise.
 -- After the open period the acquire script lets exactly one caller through as a probe (half_open);
 -- a success closes the breaker, a failure opens it again.
 local t = redis.call('TIME')
@@ -38,7 +39,7 @@ if redis.call('HGET', key, 'half_open') == '1' then
   if until_ms <= now then
     return open(ARGV[5])
   end
-  return 0
+  return 1
 end
 
 local start = tonumber(redis.call('HGET', key, 'fail_window_ms') or '0')

@@ -92,13 +92,15 @@ class FakeGateway:
 @dataclass
 class FakeAvailability:
     calls: list[tuple[str, ...]] = field(default_factory=list)
+    open_after: int = 0  # the breaker is open from this many failures on (0: never)
 
     def record_success(self, model: str) -> None:
         self.calls.append(("success", model))
 
     def record_failure(self, model: str, reason: str) -> bool:
         self.calls.append(("failure", model, reason))
-        return False
+        failures = sum(1 for c in self.calls if c[0] == "failure" and c[1] == model)
+        return 0 < self.open_after <= failures
 
     def mark_down(self, model: str, reason: str, open_s: float | None = None) -> None:
         self.calls.append(("down", model, reason))
@@ -441,6 +443,16 @@ def test_a_probe_that_fails_transiently_is_a_failure_not_a_success() -> None:
     w.run()
     assert ("success", "m1") not in w.availability.calls
     assert ("failure", "m1", "server_error") in w.availability.calls
+
+
+def test_a_failure_that_finds_the_breaker_open_falls_back_without_retrying() -> None:
+    w = World(gateway=FakeGateway({"m1": [e.ServerError("503") for _ in range(3)]}),
+              availability=FakeAvailability(open_after=2))
+    record = w.run()
+    assert w.gateway.models_called() == ["m1", "m1", "m2"]  # max_retries 2, cut short when it opened
+    assert w.time.sleeps == [0.5]  # one backoff: none before the fallback
+    assert record.model_used == "m2" and record.fallbacks_used == 1
+    assert [a.outcome for a in record.attempt_log] == ["server_error", "server_error", "ok"]
 
 
 def test_a_plain_grant_reports_no_success() -> None:
