@@ -241,6 +241,14 @@ class TestLimiterContract:
         refused = worker.acquire(MODEL)
         assert refused.reason == "rpm" and 5000 <= refused.wait_ms <= 6000
 
+    def test_a_dimension_that_becomes_limited_starts_full(self, client: redis.Redis) -> None:
+        limiter = _limiter(client, ModelLimits(rpm=600, ipm=60))
+        assert limiter.acquire(MODEL, images=1).granted  # ipm C = 1: now empty
+        limiter.set_limits(MODEL, ipm=0)  # unlimited for a while, requests keep coming
+        assert limiter.acquire(MODEL, images=5).granted and "ipm" not in limiter.levels(MODEL)
+        limiter.set_limits(MODEL, ipm=6000, window_s=3600)  # limited again: L' 5940, C 60
+        assert limiter.levels(MODEL)["ipm"] == 60  # full, not the empty level it had before
+
     def test_set_limits_rejects_bad_values(self, client: redis.Redis) -> None:
         limiter = _limiter(client)
         with pytest.raises(ConfigError):
