@@ -342,9 +342,36 @@ def test_limiter_delay_is_slept_and_recorded() -> None:
 
 
 def test_max_wait_passed_to_the_limiter() -> None:
-    w = World(config=RunnerConfig(max_limiter_wait_s=2.0, backoff=Backoff(0.5, 8.0, 0.0)))
+    w = World(config=RunnerConfig(max_limiter_wait_s=2.0, spill_wait_s=0.5, backoff=Backoff(0.5, 8.0, 0.0)))
     w.run(envelope_for(deadline_s=300))
-    assert w.limiter.acquired[0][3] == 2000
+    assert w.limiter.acquired[0][3] == 500  # the first pass asks for a start within spill_wait_s
+
+
+def test_a_busy_head_spills_over_to_a_model_that_can_start_soon() -> None:
+    w = World(limiter=FakeLimiter({"m1": [Decision(status="wait", wait_ms=3000, reason="rpm")]}))
+    record = w.run()
+    assert [(a[0], a[3]) for a in w.limiter.acquired] == [("m1", 1000), ("m2", 1000)]
+    assert record.model_used == "m2" and w.time.sleeps == []
+    assert [a.outcome for a in record.attempt_log] == ["skipped:no_capacity", "ok"]
+
+
+def test_when_no_model_can_start_soon_the_job_waits_for_the_soonest() -> None:
+    waits = {"m1": 4000, "m2": 2000, "m3": 3000}
+    script = {m: [Decision(status="wait", wait_ms=ms, reason="rpm")] for m, ms in waits.items()}
+    script["m2"].append(Decision(status="granted", delay_ms=2000))
+    w = World(limiter=FakeLimiter(script))
+    record = w.run()
+    assert [(a[0], a[3]) for a in w.limiter.acquired] == [("m1", 1000), ("m2", 1000), ("m3", 1000), ("m2", 5000)]
+    assert record.model_used == "m2" and w.time.sleeps == [2.0]
+    assert [a.outcome for a in record.attempt_log] == ["skipped:no_capacity"] * 3 + ["ok"]
+
+
+def test_a_second_pass_never_waits_beyond_the_max_wait() -> None:
+    w = World(limiter=FakeLimiter({m: [Decision(status="wait", wait_ms=6000, reason="rpm")] for m in ("m1", "m2", "m3")}))
+    with pytest.raises(e.Deferred) as info:
+        w.run()
+    assert [a[0] for a in w.limiter.acquired] == ["m1", "m2", "m3"]  # 6 s > max_limiter_wait_s: no second ask
+    assert info.value.delay_s == pytest.approx(6.0)
 
 
 def test_call_timeout_is_capped_by_the_deadline() -> None:
