@@ -18,7 +18,7 @@ from shared.errors import ConfigError, GenpoolError
 from shared.settings import Settings
 from worker import logs, stalls
 from worker.pool import PoolWorker, queues_for
-from worker.runtime import Runtime, limits_for, set_runtime
+from worker.runtime import Runtime, limits_for, redis_client, set_runtime
 
 log = logging.getLogger("genpool.worker")
 
@@ -83,7 +83,11 @@ def start_spool_drainer(runtime: Runtime, stop: threading.Event, interval_s: flo
 
 def run_one(settings: Settings, concurrency: int, burst: bool) -> int:
     runtime = prepare(settings)
-    worker = PoolWorker(queues_for(runtime.redis), connection=runtime.redis, concurrency=concurrency,
+    # RQ gets its own pool: it raises its pool's socket timeout to dequeue_timeout + 10 s (for its
+    # blocking dequeue), which on the shared pool would also stretch every limiter and result call past
+    # GENPOOL_REDIS_TIMEOUT_S while Redis hangs.
+    rq_redis = redis_client(settings, pool_size=concurrency + 8)  # job threads finish their RQ jobs on it
+    worker = PoolWorker(queues_for(rq_redis), connection=rq_redis, concurrency=concurrency,
                         heartbeat_s=settings.heartbeat_s)
     stop = threading.Event()
     start_spool_drainer(runtime, stop)

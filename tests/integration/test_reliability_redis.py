@@ -3,6 +3,7 @@ job, none lost, no duplicate object; a producer submitting while Redis is down g
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -68,3 +69,32 @@ def test_redis_restart_mid_run_loses_no_job(stack, redis_service):
     retry = stack.pool.submit({"kind": "text", "prompt": "submitted while Redis is down"}, idempotency_key="down-1")
     assert retry.existing is False
     assert retry.wait(timeout_s=30).status == "finished"
+
+
+def test_frozen_redis_mid_run_loses_no_job_and_no_worker(stack, redis_service):
+    """A Redis that stops answering (SIGSTOP: connections hang, the worst case) for longer than the
+    workers' Redis timeout: commands time out, workers keep running and finish every job afterwards."""
+    stack.workers.env["GENPOOL_REDIS_TIMEOUT_S"] = "1"
+    stack.sim.models({m: {"latency_ms": 150, "jitter_ms": 50} for m in MODELS})
+    stack.workers.start(2, concurrency=8)
+    handles = stack.pool.submit_many([{"kind": "text", "prompt": f"frozen redis job {i}"} for i in range(JOBS)])
+    results = [None] * JOBS
+    before = _wait_results(stack, handles, results, until_done=40, timeout_s=60)
+    assert 0 < before < JOBS
+
+    redis_service.proc.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(OUTAGE_S + 2)
+    finally:
+        redis_service.proc.send_signal(signal.SIGCONT)
+    thawed_at = time.monotonic()
+
+    done = _wait_results(stack, handles, results, until_done=JOBS, timeout_s=100)
+    alive = [p.poll() is None for p in stack.workers.procs]
+    print(f"\nfrozen redis: {JOBS} jobs, {before} done before, frozen {OUTAGE_S + 2:.0f} s, all terminal "
+          f"{time.monotonic() - thawed_at:.1f} s after, workers alive {alive}")
+    assert done == JOBS, f"{JOBS - done} jobs lost\n{stack.workers.logs()[-3000:]}"
+    assert all(alive), "a worker quit during the Redis freeze"
+    assert all(r.status == "finished" for r in results), [r.error for r in results if r.status != "finished"][:3]
+    keys = stack.objects()
+    assert len(keys) == len(set(keys)) == JOBS
