@@ -60,6 +60,11 @@ class BreakerOpen(e.ModelUnavailable):
 @dataclass(frozen=True)
 class RunnerConfig:
     max_limiter_wait_s: float = 5.0
+    # Two passes down the chain. First: a model whose bucket can start the call within spill_wait_s,
+    # so a backlog overflows into the next models instead of queueing seconds deep on the head while
+    # their quota sits idle (bench_quota). Then, if none can: the soonest one, up to max_limiter_wait_s;
+    # beyond that the job is deferred.
+    spill_wait_s: float = 1.0
     spillover: bool = True  # when the head model has no capacity soon, use the next model in the chain
     backoff: policy.Backoff = policy.Backoff()
 
@@ -131,47 +136,71 @@ class Runner:
 
     def _walk(self, call: Call, chain: tuple[str, ...], trace: Trace, deadline_at: float) -> tuple[str, Generation]:
         tokens = estimate_tokens(call.request)
-        waits: list[float] = []
+        soon_s = min(self.config.spill_wait_s, self.config.max_limiter_wait_s)
+        waits: dict[str, float] = {}  # models with no capacity within soon_s -> their wait
         for model in chain:
-            spec = self._spec(model)
-            if tokens > spec.input_token_limit:
-                trace.skip(model, "context_too_long")
-                continue
-            try:
-                return model, self._on_model(call, spec, trace, deadline_at, tokens)
-            except NoCapacity as exc:
+            outcome = self._try(call, model, trace, deadline_at, tokens, soon_s)
+            if isinstance(outcome, Generation):
+                return model, outcome
+            if outcome is not None:
                 trace.skip(model, "no_capacity")
-                waits.append(exc.wait_s)
+                waits[model] = outcome
                 if not self.config.spillover:
                     break
-            except Skipped as exc:
-                trace.skip(model, str(exc))
-            except e.GenpoolError as exc:
-                self._gave_up(model, exc, trace)
             if self.ports.clock() >= deadline_at:
                 raise e.AllModelsFailed(f"job deadline passed; {trace.summary_of_failures()}")
+        return self._wait_for_soonest(call, trace, deadline_at, tokens, waits)
+
+    def _wait_for_soonest(self, call: Call, trace: Trace, deadline_at: float, tokens: int,
+                          waits: dict[str, float]) -> tuple[str, Generation]:
+        """Second pass: no model can start soon; wait for the soonest one still untried, or defer the job."""
+        untried = {m: w for m, w in waits.items() if not any(a.model == m and a.attempt for a in trace.attempts)}
+        soonest = min(untried, key=untried.__getitem__, default=None)
+        if soonest is not None and self.config.spill_wait_s < untried[soonest] <= self.config.max_limiter_wait_s:
+            outcome = self._try(call, soonest, trace, deadline_at, tokens, self.config.max_limiter_wait_s)
+            waits.pop(soonest)  # its first-pass skip stays in the trace: that pass did pass it over
+            if isinstance(outcome, Generation):
+                return soonest, outcome
+            if outcome is not None:
+                waits[soonest] = outcome
         if waits and not any(a.attempt for a in trace.attempts):
-            raise e.Deferred(f"no model can take the job soon: {trace.summary_of_failures()}", delay_s=min(waits))
+            delay_s = min(waits.values())
+            raise e.Deferred(f"no model can take the job soon: {trace.summary_of_failures()}", delay_s=delay_s)
         raise e.AllModelsFailed(f"all models failed: {trace.summary_of_failures()}")
 
-    def _gave_up(self, model: str, exc: e.GenpoolError, trace: Trace) -> None:
-        """A model gave up with ``exc``: raise to end the walk, return to fall back to the next model."""
-        if isinstance(exc, e.ServiceUnavailable):  # genpool's own Redis is out: not the job's failure
+    def _try(self, call: Call, model: str, trace: Trace, deadline_at: float, tokens: int,
+             max_wait_s: float) -> Generation | float | None:
+        """One model: its answer; or its wait (no capacity within max_wait_s); or None (skipped or failed)."""
+        spec = self._spec(model)
+        if tokens > spec.input_token_limit:
+            trace.skip(model, "context_too_long")
+            return None
+        try:
+            return self._on_model(call, spec, trace, deadline_at, tokens, max_wait_s)
+        except NoCapacity as exc:
+            return exc.wait_s
+        except Skipped as exc:
+            trace.skip(model, str(exc))
+        except e.ServiceUnavailable as exc:  # an outage of genpool's own Redis is not the job's failure
             raise e.Deferred(f"{exc.kind}: {exc}", delay_s=OUTAGE_DEFER_S) from exc
-        trace.model_failed(model, exc)
-        if policy.after_model(exc) == "fail":
-            raise exc
+        except e.GenpoolError as exc:
+            trace.model_failed(model, exc)
+            if policy.after_model(exc) == "fail":
+                raise exc
+        return None
 
-    def _on_model(self, call: Call, spec: ModelSpec, trace: Trace, deadline_at: float, tokens: int) -> Generation:
+    def _on_model(self, call: Call, spec: ModelSpec, trace: Trace, deadline_at: float, tokens: int,
+                  max_wait_s: float) -> Generation:
         ports = self.ports
         retrying = policy.retrying(spec.max_retries, deadline_at, self.config.max_limiter_wait_s,
                                    clock=ports.clock, sleep=ports.sleep, backoff=self.config.backoff)
-        return retrying(self._attempt, call, spec, trace, deadline_at, tokens)
+        return retrying(self._attempt, call, spec, trace, deadline_at, tokens, max_wait_s)
 
-    def _attempt(self, call: Call, spec: ModelSpec, trace: Trace, deadline_at: float, tokens: int) -> Generation:
+    def _attempt(self, call: Call, spec: ModelSpec, trace: Trace, deadline_at: float, tokens: int,
+                 max_wait_s: float) -> Generation:
         ports, model = self.ports, spec.id
         images = 1 if isinstance(call.request, ImageRequest) else 0
-        max_wait_ms = int(min(self.config.max_limiter_wait_s, max(0.0, deadline_at - ports.clock())) * 1000)
+        max_wait_ms = int(min(max_wait_s, max(0.0, deadline_at - ports.clock())) * 1000)
         decision = ports.limiter.acquire(model, requests=1, tokens=tokens, images=images, max_wait_ms=max_wait_ms)
         if decision.status == "unavailable":
             raise Skipped(decision.reason or "unavailable")
