@@ -28,17 +28,28 @@ def check_redis(conn: redis.Redis, url_hint: str) -> None:
         conn.ping()
     except redis.RedisError as exc:
         raise ConfigError(f"cannot reach Redis at REDIS_URL ({url_hint}): {exc}") from None
-    policy = conn.config_get("maxmemory-policy").get("maxmemory-policy", "noeviction") if _can_config(conn) else None
-    if policy not in (None, "noeviction"):
-        log.warning("Redis maxmemory-policy is %r: queued jobs and results can be evicted; set noeviction", policy)
+    for problem in durability_problems(_config(conn, "maxmemory-policy", "appendonly")):
+        log.warning("%s", problem)
 
 
-def _can_config(conn: redis.Redis) -> bool:
+def durability_problems(config: dict[str, str]) -> list[str]:
+    """What in the Redis configuration can lose jobs or results (an empty config: CONFIG is disabled)."""
+    problems = []
+    policy = config.get("maxmemory-policy", "noeviction")
+    if policy != "noeviction":
+        problems.append(f"Redis maxmemory-policy is {policy!r}: queued jobs and results can be evicted; "
+                        "set noeviction")
+    if config.get("appendonly", "yes") != "yes":
+        problems.append("Redis appendonly is off: a Redis restart loses the jobs queued since its last "
+                        "snapshot; set appendonly yes (appendfsync everysec)")
+    return problems
+
+
+def _config(conn: redis.Redis, *names: str) -> dict[str, str]:
     try:
-        conn.config_get("maxmemory-policy")
-        return True
+        return {k: v for name in names for k, v in conn.config_get(name).items()}
     except redis.ResponseError:  # managed Redis often disables CONFIG
-        return False
+        return {}
 
 
 def _redacted(url: str) -> str:

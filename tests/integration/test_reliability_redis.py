@@ -3,6 +3,7 @@ job, none lost, no duplicate object; a producer submitting while Redis is down g
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 
@@ -98,3 +99,25 @@ def test_frozen_redis_mid_run_loses_no_job_and_no_worker(stack, redis_service):
     assert all(r.status == "finished" for r in results), [r.error for r in results if r.status != "finished"][:3]
     keys = stack.objects()
     assert len(keys) == len(set(keys)) == JOBS
+
+
+def test_start_up_warns_when_redis_can_lose_jobs(real_redis, redis_url, caplog):
+    from worker.main import check_redis
+
+    def warnings() -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="genpool.worker"):
+            check_redis(real_redis, redis_url)
+        return [r.getMessage() for r in caplog.records]
+
+    assert warnings() == []  # devstack's Redis: AOF on, noeviction
+    try:
+        real_redis.config_set("maxmemory-policy", "allkeys-lru")
+        real_redis.config_set("appendonly", "no")
+        found = warnings()
+    finally:
+        real_redis.config_set("maxmemory-policy", "noeviction")
+        real_redis.config_set("appendonly", "yes")
+    assert any("allkeys-lru" in w and "noeviction" in w for w in found), found
+    assert any("appendonly" in w for w in found), found
+    assert warnings() == []
