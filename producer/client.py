@@ -19,6 +19,7 @@ from shared import keys
 from shared.catalog import Catalog, load_catalog
 from shared.errors import ServiceUnavailable, ValidationError
 from shared.jobs import Envelope, Request, ResultRecord, new_job_id, parse_request
+from shared.redisconn import connect
 from shared.settings import Settings
 
 TASK = "worker.tasks.generate"
@@ -93,9 +94,7 @@ class GenPool:
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> GenPool:
         settings = settings or Settings.from_env()
-        conn = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_s,
-                                    socket_connect_timeout=settings.redis_timeout_s, health_check_interval=30)
-        return cls(conn, settings)
+        return cls(connect(settings), settings)
 
     @property
     def connection(self) -> redis.Redis:
@@ -198,9 +197,39 @@ class GenPool:
             pipe.set(key, ids[i], nx=True, ex=IDEMPOTENCY_TTL_S)
             pipe.get(key)
         replies = _call(pipe.execute)
-        for n, (i, _) in enumerate(wanted):
-            owners[i] = replies[2 * n + 1].decode()
+        for n, (i, key) in enumerate(wanted):
+            owner = replies[2 * n + 1].decode()
+            if owner != ids[i] and self._dangling(key, owner):
+                owner = _call(self._take_over, key, owner, ids[i])
+            owners[i] = owner
         return owners
+
+    def _dangling(self, key: str, owner: str) -> bool:
+        """A claim whose job never reached Redis: its submit failed after the claim landed (e.g. Redis
+        stalled mid-submit and ran the claim late). Old enough that no submit is still enqueueing it."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.exists(Job.key_for(owner), keys.result(owner))
+        pipe.ttl(key)
+        found, ttl_s = _call(pipe.execute)
+        return found == 0 and IDEMPOTENCY_TTL_S - ttl_s > self._claim_grace_s()
+
+    def _claim_grace_s(self) -> float:
+        return 2 * self.settings.redis_timeout_s  # a live submit enqueues within its Redis timeout
+
+    def _take_over(self, key: str, stale_owner: str, new_owner: str) -> str:
+        """Compare-and-set the claim to ``new_owner``; the owner that holds it afterwards."""
+        with self._redis.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                current = pipe.get(key)
+                if current is not None and current != stale_owner.encode():
+                    return current.decode()
+                pipe.multi()
+                pipe.set(key, new_owner, ex=IDEMPOTENCY_TTL_S)
+                pipe.execute()
+                return new_owner
+            except redis.WatchError:  # another retry took it over first: its job is the one
+                return (self._redis.get(key) or b"").decode() or new_owner
 
     def _release_claims(self, idempotency_keys: list[str | None]) -> None:
         """Enqueue failed: free the keys so the client's retry is not answered with a job that never existed."""

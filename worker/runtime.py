@@ -8,11 +8,10 @@ import time
 from dataclasses import dataclass
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from shared.availability import Availability
 from shared.catalog import Catalog, ModelSpec, load_catalog
+from shared.redisconn import connect
 from shared.settings import Settings
 from shared.storage import S3Store
 from worker.gemini import GeminiGateway
@@ -29,23 +28,8 @@ def limits_for(spec: ModelSpec) -> object:
                        safety=spec.safety, burst=spec.burst, token_burst=spec.token_burst)
 
 
-REDIS_RETRIES = 2  # after the first try: a dropped connection is re-made at once, an outage surfaces fast
-REDIS_BACKOFF_CAP_S = 0.25
-
-
-def redis_retry() -> Retry:
-    """A short retry: a restarted Redis is reconnected to within ~0.3 s, while a Redis that is down
-    surfaces in well under a second (as LimiterUnavailable / ServiceUnavailable) instead of after the
-    seconds redis-py's default backoff would spend on every command."""
-    return Retry(ExponentialBackoff(cap=REDIS_BACKOFF_CAP_S, base=0.05), REDIS_RETRIES,
-                 supported_errors=(redis.ConnectionError,))
-
-
 def redis_client(settings: Settings, pool_size: int = 0) -> redis.Redis:
-    kwargs = {"max_connections": pool_size} if pool_size else {}
-    return redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_s,
-                                socket_connect_timeout=settings.redis_timeout_s, health_check_interval=30,
-                                retry_on_timeout=False, retry=redis_retry(), **kwargs)
+    return connect(settings, pool_size)
 
 
 @dataclass
