@@ -4,8 +4,9 @@ A model that hangs produces no error until each call's timeout (30 s by default)
 learn of the outage only then, and every job meanwhile would call it too. So the runner reports a call
 as *stalled* once it has run longer than the model's ``stall_s`` while no call to that model in this
 process that started later has succeeded: a slow answer while later calls come back is not a stall, a
-model that has stopped answering fresh calls is. Each stalled call is reported once (one breaker failure per call),
-by a watch thread rather than by job threads: when a model hangs, every job thread may be stuck in it.
+model that has stopped answering fresh calls is; the calls made after a stalled one count with it. Each is
+reported once (one breaker failure per call), by a watch thread rather than by job threads: when a model
+hangs, every job thread may be stuck in it.
 """
 
 from __future__ import annotations
@@ -46,16 +47,21 @@ class InFlight:
                 self._last_ok[call.model] = max(self._last_ok.get(call.model, float("-inf")), call.started)
 
     def take_stalled(self, model: str, stall_s: float, now: float) -> int:
-        """How many calls to ``model`` newly count as stalled (each is counted once, ever)."""
+        """How many calls to ``model`` newly count as stalled (each is counted once, ever).
+
+        Once one call is stalled, so is every call made after it: none of them has been answered either,
+        so they count at once instead of one by one as each reaches ``stall_s``."""
         if stall_s <= 0:
             return 0
         with self._lock:
             last_ok = self._last_ok.get(model, float("-inf"))
-            stalled = [c for c in self._calls.values()
-                       if c.model == model and not c.reported and now - c.started >= stall_s and c.started > last_ok]
-            for call in stalled:
+            unanswered = [c for c in self._calls.values() if c.model == model and c.started > last_ok]
+            if not any(now - c.started >= stall_s for c in unanswered):
+                return 0
+            fresh = [c for c in unanswered if not c.reported]
+            for call in fresh:
                 call.reported = True
-        return len(stalled)
+        return len(fresh)
 
     def models(self) -> set[str]:
         with self._lock:

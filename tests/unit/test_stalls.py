@@ -41,3 +41,14 @@ def test_models_are_separate_and_zero_stall_s_is_off() -> None:
     assert inflight.take_stalled("a", 0.0, 200.0) == 0
     assert inflight.take_stalled("b", 1.0, 200.0) == 0
     assert inflight.take_stalled("a", 1.0, 200.0) == 1
+
+
+def test_calls_made_after_a_stalled_one_count_with_it_at_once() -> None:
+    inflight = InFlight()
+    for started in (100.0, 100.4, 100.8):
+        inflight.start("m", started)
+    assert inflight.take_stalled("m", 1.0, 100.9) == 0
+    assert inflight.take_stalled("m", 1.0, 101.0) == 3
+    inflight.start("m", 101.5)  # made while the model is stalled: counts on the next pass
+    assert inflight.take_stalled("m", 1.0, 101.6) == 1
+    assert inflight.take_stalled("m", 1.0, 102.0) == 0
