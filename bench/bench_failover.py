@@ -10,9 +10,12 @@ all in one run and on one job stream (RATE_PER_S text jobs a second):
 2. ``503``: LEAD_S healthy, then (t0) every primary request answers 503 for OUTAGE_S;
 3. ``hang``: the same, but every primary request hangs until the client's call timeout.
 
-For each outage: the share of jobs submitted after t0 + 2 s whose result record shows a call to the
-primary (``models_tried``), cross-checked with the simulator's request log; p95 job latency (submit to
-result) of those jobs vs the baseline p95; when the breaker opened (Redis state hash); the primary's calls.
+During the outages every second job of the stream is a *control*: pinned to the fallback, submitted in
+the same seconds to the same workers, so it sees the same machine load (this 2-core box is shared) and
+the same worker capacity. For each outage: the share of (unpinned) jobs submitted after t0 + 2 s whose
+result record shows a call to the primary (``models_tried``), cross-checked with the simulator's request
+log; their p95 latency (submit to result) vs the control's p95 and vs the baseline phases' p95; when the
+breaker opened (Redis state hash); the primary's calls.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ BASELINE_S, LEAD_S, OUTAGE_S = 15.0, 5.0, 40.0
 GRACE_S = 2.0  # the target's "after the first seconds"
 TARGET_SHARE, TARGET_P95_RATIO = 0.01, 1.2
 SIM_LATENCY_MS, SIM_JITTER_MS = 300, 100
+STALL_S = 1.0  # the catalog's stall_s, scaled like the simulated latency (shipped default: 20 s for ~1-10 s answers)
 SIM_CONFIG = {"api_keys": [SIM_KEY], "defaults": {"latency_ms": SIM_LATENCY_MS, "jitter_ms": SIM_JITTER_MS}}
 FAULTS = {"503": {"kind": "503", "model": PRIMARY},
           "hang": {"kind": "hang", "model": PRIMARY, "delay_s": 600}}
@@ -54,6 +58,7 @@ FAULTS = {"503": {"kind": "503", "model": PRIMARY},
 class Job:
     handle: Any
     submitted_at: float
+    pinned: bool  # pinned to the fallback: a baseline or control job
 
 
 @dataclass
@@ -73,6 +78,18 @@ class Services:
             svc.stop()
 
 
+def bench_catalog(workdir: Path) -> Path:
+    """The default catalog with every model's stall_s set to STALL_S."""
+    from shared.catalog import PRESETS_DIR
+
+    lines = [line for line in (PRESETS_DIR / "default.toml").read_text().splitlines()
+             if not line.startswith("stall_s")]
+    at = lines.index("[defaults]") + 1
+    path = workdir / "catalog.toml"
+    path.write_text("\n".join([*lines[:at], f"stall_s = {STALL_S}", *lines[at:]]) + "\n")
+    return path
+
+
 @contextmanager
 def running_stack(workdir: Path) -> Iterator[Services]:
     from producer.client import GenPool
@@ -84,7 +101,8 @@ def running_stack(workdir: Path) -> Iterator[Services]:
     red = services.start_redis(workdir=workdir / "redis", appendonly=False)
     s3 = services.start_s3(workdir=workdir / "s3")
     sim = services.start_sim(sim_config, workdir=workdir / "sim")
-    env = stack_env(red.url, s3.url, sim.url, SIM_KEY, workdir, GENPOOL_LOG_LEVEL="WARNING")
+    env = stack_env(red.url, s3.url, sim.url, SIM_KEY, workdir, GENPOOL_LOG_LEVEL="WARNING",
+                    GENPOOL_MODELS_FILE=str(bench_catalog(workdir)))
     create_bucket(env)
     workers = WorkerGroup(env, workdir)
     workers.start(WORKERS, concurrency=CONCURRENCY)
@@ -98,18 +116,19 @@ def running_stack(workdir: Path) -> Iterator[Services]:
 
 # --- the job stream ---------------------------------------------------------------------------------
 
-def stream(stack: Services, seconds: float, pinned: bool, tag: str) -> list[Job]:
-    """Submit RATE_PER_S jobs a second for ``seconds`` on a fixed schedule (no catching up in bursts)."""
-    request: dict[str, Any] = {"kind": "text"}
-    if pinned:
-        request.update(model=FALLBACK, allow_fallback=False)
+def stream(stack: Services, seconds: float, pin_every: int, tag: str) -> list[Job]:
+    """Submit RATE_PER_S jobs a second for ``seconds`` on a fixed schedule (no catching up in bursts);
+    every ``pin_every``-th job is pinned to the fallback (1: all of them, 0: none)."""
     jobs: list[Job] = []
     started = time.monotonic()
     for i in range(int(seconds * RATE_PER_S)):
         time.sleep(max(0.0, started + i / RATE_PER_S - time.monotonic()))
+        pinned = pin_every > 0 and i % pin_every == pin_every - 1
+        request: dict[str, Any] = {"kind": "text", "prompt": f"failover {tag} job {i}"}
+        if pinned:
+            request.update(model=FALLBACK, allow_fallback=False)
         submitted_at = time.time()
-        handle = stack.pool.submit({**request, "prompt": f"failover {tag} job {i}"})
-        jobs.append(Job(handle, submitted_at))
+        jobs.append(Job(stack.pool.submit(request), submitted_at, pinned))
     return jobs
 
 
@@ -162,29 +181,32 @@ class BreakerWatch:
 # --- phases ------------------------------------------------------------------------------------------
 
 def baseline(stack: Services, tag: str) -> list[float]:
-    done = results(stack, stream(stack, BASELINE_S, pinned=True, tag=tag))
+    done = results(stack, stream(stack, BASELINE_S, pin_every=1, tag=tag))
     return [latency_s(j, r) for j, r in done if r is not None and r.status == "finished"]
 
 
 def outage(stack: Services, variant: str) -> dict[str, Any]:
     stack.pool.connection.delete(keys.model_state(PRIMARY))  # a closed breaker to start from
     stack.admin.faults([])
-    lead = stream(stack, LEAD_S, pinned=False, tag=f"{variant}-lead")
+    lead_at = time.time()
+    lead = stream(stack, LEAD_S, pin_every=2, tag=f"{variant}-lead")
     watch = BreakerWatch(stack.pool.connection)
     with watch.watching():
         t0 = time.time()  # taken before the fault is posted: the grace period is not stretched
         stack.admin.faults([FAULTS[variant]])
-        during = stream(stack, OUTAGE_S, pinned=False, tag=variant)
+        during = stream(stack, OUTAGE_S, pin_every=2, tag=variant)
         done = results(stack, lead + during)
     stack.admin.faults([])
     figures = summarize(done, t0, watch.openings_ms)
-    figures["t0"] = t0
+    figures.update(t0=t0, lead_at=lead_at)
     return figures
 
 
 def summarize(done: list[tuple[Job, Any]], t0: float, openings_ms: list[int]) -> dict[str, Any]:
-    after = [(j, r) for j, r in done if j.submitted_at >= t0 + GRACE_S]
-    since_t0 = [(j, r) for j, r in done if j.submitted_at >= t0]
+    after = [(j, r) for j, r in done if j.submitted_at >= t0 + GRACE_S and not j.pinned]
+    since_t0 = [(j, r) for j, r in done if j.submitted_at >= t0 and not j.pinned]
+    control = [latency_s(j, r) for j, r in done
+               if j.pinned and j.submitted_at >= t0 + GRACE_S and r is not None and r.status == "finished"]
     finished = [(j, r) for j, r in after if r is not None and r.status == "finished"]
     touched = [r for _, r in after if r is not None and touched_primary(r)]
     lat = [latency_s(j, r) for j, r in finished]
@@ -198,12 +220,13 @@ def summarize(done: list[tuple[Job, Any]], t0: float, openings_ms: list[int]) ->
         "p50_s": statistics.median(lat) if lat else float("nan"),
         "p95_s": p95(lat),
         "p95_since_t0_s": p95(lat_all),
+        "control_jobs": len(control),
+        "control_p95_s": p95(control),
         "max_s": max(lat) if lat else float("nan"),
         "breaker_opened_after_s": opened[0] if opened else None,
         "breaker_openings": len(opened),
-        "primary_calls_in_records_since_t0": sum(
-            sum(1 for a in r.attempt_log if a.model == PRIMARY and a.attempt > 0)
-            for j, r in since_t0 if r is not None),
+        "primary_calls_in_records": sum(  # every job of the variant, the healthy lead included
+            sum(1 for a in r.attempt_log if a.model == PRIMARY and a.attempt > 0) for _, r in done if r is not None),
         "model_used": dict(Counter(r.model_used for _, r in finished)),
     }
 
@@ -216,10 +239,11 @@ def read_log(stack: Services) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def log_figures(log: list[dict[str, Any]], t0: float, end: float) -> dict[str, Any]:
+def log_figures(log: list[dict[str, Any]], lead_at: float, t0: float, end: float) -> dict[str, Any]:
     primary = [r for r in log if r["model"] == PRIMARY and t0 <= r["t"] < end]
     late = [r for r in primary if r["t"] >= t0 + GRACE_S]
     return {
+        "sim_primary_calls": sum(1 for r in log if r["model"] == PRIMARY and lead_at <= r["t"] < end),
         "sim_primary_calls_since_t0": len(primary),
         "sim_primary_calls_after_grace": len(late),
         "sim_primary_after_grace_at_s": [round(r["t"] - t0, 2) for r in late],
@@ -263,7 +287,7 @@ def plot(figures: dict[str, Any]) -> str | None:
 def _plot_variant(ax: Any, variant: str, f: dict[str, Any]) -> None:
     for model, series in f["calls_per_s"].items():
         xs = [i - LEAD_S for i in range(len(series))]
-        ax.step(xs, series, where="post", label=f"calls to {model}")
+        ax.step(xs, series, where="post", label=f"calls to {model}" + (" (control jobs too)" if model == FALLBACK else ""))
     ax.axvline(0, color="red", linestyle="--", label="t0: outage starts")
     if f.get("breaker_opened_after_s") is not None:
         ax.axvline(f["breaker_opened_after_s"], color="black", linestyle=":", label="breaker open")
@@ -287,17 +311,24 @@ def run_phases(stack: Services) -> dict[str, Any]:
     warm_up(stack)
     base = baseline(stack, "baseline-before")
     figures: dict[str, Any] = {}
-    spans: dict[str, tuple[float, float]] = {}
+    spans: dict[str, tuple[float, float, float]] = {}
     for variant in FAULTS:
         figures[variant] = outage(stack, variant)
-        spans[variant] = (figures[variant]["t0"], time.time())
+        spans[variant] = (figures[variant]["lead_at"], figures[variant]["t0"], time.time())
     base += baseline(stack, "baseline-after")
     log = read_log(stack)
-    for variant, (t0, end) in spans.items():
-        figures[variant].update(log_figures(log, t0, end))
+    for variant, (lead_at, t0, end) in spans.items():
+        figures[variant].update(log_figures(log, lead_at, t0, end))
         figures[variant]["calls_per_s"] = per_second(log, t0, min(end, t0 + OUTAGE_S + 5))
-        figures[variant]["p95_ratio"] = figures[variant]["p95_s"] / p95(base)
+        f = figures[variant]
+        f["p95_ratio"] = f["p95_s"] / f["control_p95_s"]
+        f["p95_since_t0_ratio"] = f["p95_since_t0_s"] / f["control_p95_s"]
+        f["p95_vs_baseline_ratio"] = f["p95_s"] / p95(base)
+        f["control_vs_baseline_ratio"] = f["control_p95_s"] / p95(base)
     figures["baseline"] = {"jobs": len(base), "p50_s": statistics.median(base), "p95_s": p95(base)}
+    # A stall reported for a healthy model would open its breaker: count the fallback's openings.
+    opened = stack.pool.connection.hget(keys.model_state(FALLBACK), "opened_total")
+    figures["fallback_breaker_openings"] = int(opened or 0)
     return figures
 
 
@@ -306,7 +337,7 @@ def bench(workdir: Path) -> dict[str, Any]:
         figures = run_phases(stack)
     figures["config"] = {"rate_per_s": RATE_PER_S, "workers": WORKERS, "concurrency": CONCURRENCY,
                          "outage_s": OUTAGE_S, "grace_s": GRACE_S, "sim_latency_ms": SIM_LATENCY_MS,
-                         "sim_jitter_ms": SIM_JITTER_MS}
+                         "sim_jitter_ms": SIM_JITTER_MS, "stall_s": STALL_S}
     figures["plot"] = plot(figures)
     return figures
 
@@ -320,17 +351,24 @@ def _row(variant: str, f: dict[str, Any]) -> list[str]:
     p95_ok = f["p95_ratio"] <= TARGET_P95_RATIO
     opened = f["breaker_opened_after_s"]
     return [
-        f"| {variant}: jobs submitted after t0 + {GRACE_S:.0f} s that called the primary | "
+        f"| {variant}: jobs (not pinned) submitted after t0 + {GRACE_S:.0f} s that called the primary | "
         f"{f['jobs_after_grace_touching_primary']} / {f['jobs_after_grace']} = "
         f"{100 * f['share_touching_primary']:.2f} % | <= {100 * TARGET_SHARE:.0f} % | {_met(share_ok)} |",
-        f"| {variant}: p95 job latency (submit to result) vs the fallback's own | "
-        f"{f['p95_s']:.2f} s / baseline = {f['p95_ratio']:.2f}x | <= {TARGET_P95_RATIO}x | {_met(p95_ok)} |",
+        f"| {variant}: p95 job latency (submit to result) of those jobs vs the fallback's own (control jobs "
+        f"pinned to it in the same seconds) | {f['p95_s']:.2f} s / {f['control_p95_s']:.2f} s = "
+        f"{f['p95_ratio']:.2f}x | <= {TARGET_P95_RATIO}x | {_met(p95_ok)} |",
+        f"| {variant}: the same, every job submitted from t0 on (the first {GRACE_S:.0f} s included) | "
+        f"{f['p95_since_t0_s']:.2f} s / {f['control_p95_s']:.2f} s = {f['p95_since_t0_ratio']:.2f}x | | |",
+        f"| {variant}: p95 vs the baseline phases (pinned, no outage; other seconds, other machine load) | "
+        f"{f['p95_vs_baseline_ratio']:.2f}x (control: {f['control_vs_baseline_ratio']:.2f}x) | | |",
         f"| {variant}: breaker open fleet-wide after t0 | "
         f"{'never' if opened is None else f'{opened:.2f} s'} ({f['breaker_openings']} openings incl. re-opens "
         f"after failed half-open probes) | | |",
-        f"| {variant}: calls the primary got since t0 (simulator log / result records) | "
-        f"{f['sim_primary_calls_since_t0']} / {f['primary_calls_in_records_since_t0']}; after t0 + "
-        f"{GRACE_S:.0f} s: {f['sim_primary_calls_after_grace']} | | |",
+        f"| {variant}: calls the primary got since t0, half-open probes included (simulator log) | "
+        f"{f['sim_primary_calls_since_t0']}; after t0 + {GRACE_S:.0f} s: {f['sim_primary_calls_after_grace']} | | |",
+        f"| {variant}: cross-check, primary calls from the healthy lead on: simulator log / result records | "
+        f"{f['sim_primary_calls']} / {f['primary_calls_in_records']} | equal | "
+        f"{_met(f['sim_primary_calls'] == f['primary_calls_in_records'])} |",
     ]
 
 
@@ -339,9 +377,9 @@ def markdown(figures: dict[str, Any]) -> str:
     lines = [
         f"{c['workers']} worker processes x {c['concurrency']} job threads; {c['rate_per_s']:.0f} text jobs/s "
         f"for {LEAD_S:.0f} s healthy, then {c['outage_s']:.0f} s with the primary ({PRIMARY}) down; simulated "
-        f"latency {c['sim_latency_ms']} +- {c['sim_jitter_ms']} ms. Baseline: the same stream pinned to the "
-        f"fallback ({FALLBACK}), {b['jobs']} jobs before and after the outages: p50 {b['p50_s']:.2f} s, "
-        f"p95 {b['p95_s']:.2f} s.",
+        f"latency {c['sim_latency_ms']} +- {c['sim_jitter_ms']} ms; every second job is a control pinned to the "
+        f"fallback ({FALLBACK}). Baseline phases: the whole stream pinned to the fallback, no outage, "
+        f"{b['jobs']} jobs before and after the outages: p50 {b['p50_s']:.2f} s, p95 {b['p95_s']:.2f} s.",
         "",
         "| measure | this run | target | |",
         "|---|---:|---:|---|",
@@ -363,10 +401,18 @@ def _notes(figures: dict[str, Any]) -> list[str]:
             continue
         notes.append(f"- {variant}: primary calls since t0 by simulator outcome: {f['sim_primary_by_reason']}; "
                      f"after the grace period at t0 + {f['sim_primary_after_grace_at_s'][:8]} s; jobs unfinished "
-                     f"or failed: {f['unfinished_or_failed']}; p95 over every job since t0 (grace included): "
-                     f"{f['p95_since_t0_s']:.2f} s.")
-    notes.append("- Measured on a shared 2-core machine while other work ran; latencies are ratios against the "
-                 "baseline taken in the same run (before and after the outages, pooled).")
+                     f"or failed: {f['unfinished_or_failed']}; slowest job after the grace period: {f['max_s']:.1f} s.")
+    notes.append(f"- Hang detection: the catalog's `stall_s` is {figures['config']['stall_s']} s here (the simulated "
+                 "latency is 0.2-0.4 s); a call that old while no later call to the model has answered counts as a "
+                 "breaker failure, so the breaker opens before the 30 s call timeouts. Shipped default: 20 s. "
+                 f"Breaker openings of the healthy fallback (false stalls): {figures['fallback_breaker_openings']}.")
+    notes.append("- After the first seconds, the primary is called only by the breaker's half-open probe: one job per "
+                 "open period (30 s), i.e. 1 / (30 s x job rate) of the jobs (0.67 % at 5 unpinned jobs/s; a probe that hangs "
+                 "waits out its call timeout, which is the slowest job above).")
+    notes.append("- Measured on a shared 2-core machine while other engineers' tests and benchmarks ran. The latency "
+                 "target is judged against the control jobs (same seconds, same workers, same load); the ratio to the "
+                 "baseline phases is shown too: it moves with the machine's load between phases, and the control's "
+                 "own ratio to the baseline shows how much of it is load rather than the outage.")
     return notes
 
 
