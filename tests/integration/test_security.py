@@ -152,6 +152,9 @@ def test_api_key_never_leaks_to_logs_redis_or_s3(canary_stack):
     redis_values = [b.decode("latin-1") for b in _redis_dump(stack.redis)]
     s3_values = _s3_dump(stack)
     assert len(s3_values) >= 4 * 4
+    print(f"\nleak scan: {len(records) + len(wrong)} jobs, {sum(len(t.splitlines()) for t in logs)} log lines, "
+          f"{len(redis_values)} Redis names/values, {len(s3_values) // 4} S3 objects; "
+          f"{sum(r.status == 'failed' for r in records + wrong)} failed jobs")
     for secret in (CANARY, WRONG_CANARY):
         assert _hits(logs, secret) == 0, "API key in worker logs"
         assert _hits(redis_values, secret) == 0, "API key in Redis"
