@@ -131,8 +131,10 @@ class RedisLimiter:
             raise LimiterUnavailable(f"rate limiter cannot acquire for {model!r}: {exc}") from exc
 
     def _credit(self, model: str, amounts: Sequence[int], operation: str) -> dict[str, float]:
-        with _boundary(operation, model):
-            reply = self._scripts.settle(keys=_keys(model)[:2], args=(*amounts, self._utc_offset_ms()))
+        _, limits_key, bucket_key, _ = self._numkeys_and_keys(model)
+        with _boundary(operation, model):  # once per Gemini call too (settle): the lean path, like acquire
+            reply = evalsha(self._redis, self._scripts.settle,
+                            (2, limits_key, bucket_key, *amounts, self._utc_offset_ms()))
         return _pairs(reply)
 
     def _default_for(self, model: str) -> ModelLimits:
