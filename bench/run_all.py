@@ -75,7 +75,7 @@ def document(sections: list[tuple[str, str, dict[str, Any]]], command: str) -> s
         f"- Machine: {machine()}",
         f"- Command: `{command}`",
         f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        f"- Raw figures: `bench/results/*.json`",
+        "- Raw figures: `bench/results/*.json`",
         "",
     ]
     parts = head
