@@ -210,6 +210,8 @@ class Runner:
         if wait_s > 0:
             ports.sleep(wait_s)
         timeout_s = max(0.1, min(spec.timeout_s, deadline_at - ports.clock()))
+        if decision.probe and spec.stall_s > 0:  # a healthy model answers within stall_s; a hung one
+            timeout_s = min(timeout_s, spec.stall_s)  # should not hold the probing job for the full timeout
         started = ports.clock()
         try:
             gen = self._generate(call, model, timeout_s)

@@ -482,6 +482,14 @@ def test_a_failure_that_finds_the_breaker_open_falls_back_without_retrying() -> 
     assert [a.outcome for a in record.attempt_log] == ["server_error", "server_error", "ok"]
 
 
+def test_a_probe_call_times_out_at_stall_s() -> None:
+    w = stall_world()
+    w.limiter.decisions["m1"] = [Decision(status="granted", reason="probe", probe=True), Decision()]
+    w.run()
+    w.run()
+    assert w.gateway.calls == [("m1", 2.0), ("m1", 30.0)]
+
+
 def test_a_plain_grant_reports_no_success() -> None:
     w = World()
     w.run()
