@@ -57,7 +57,7 @@ def job_lock(job_id: str) -> str:
 
 
 def spool_index() -> str:
-    """Set: job ids whose results wait in a worker's local spool for S3 to come back."""
+    """Set: object keys of results waiting in a worker's local spool for S3 to come back."""
     return f"{PREFIX}:spool"
 
 
