@@ -20,12 +20,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 WINDOW_S = 8  # a short quota window keeps the test near 30 s; the limiter reads the same window
 RPM = 40  # requests per window, in the simulator and in the catalog
-SAFETY = 0.95  # L' = floor(40 * 0.95) = 38: two requests of margin for start-to-arrival jitter
+# L' = floor(40 * 0.93) = 37: three requests of margin. A stall (of the box, a worker or the simulator)
+# shifts requests started before a window into it; it takes ~0.7 s of difference between two requests'
+# start-to-arrival delays to push a window over 40 at 4.5 requests/s.
+SAFETY = 0.93
 BACKLOG = 3 * RPM
 PROCESSES, CONCURRENCY = 3, 4
-# The limiter's steady state is (L' - C) / RPM = (38 - 1) / 40 = 92.5 % of every window. The bound below
-# leaves ~1 s of each 8 s window for a noisy shared machine (descheduled workers, the RQ scheduler's 1 s
-# tick); a pool that polls, sleeps on fixed backoffs or defers jobs for seconds lands well under it.
+# The limiter's steady state is (L' - C) / RPM = (37 - 1) / 40 = 90 % of every window (measured: 90 %).
+# The bound below leaves ~0.8 s of each 8 s window for a noisy shared machine (the whole box stalled: one
+# stalled worker loses nothing, the others take its grants); a pool that polls, sleeps on fixed backoffs
+# or defers jobs for seconds lands well under it.
 MIN_MEAN_OCCUPANCY = 0.80
 
 
