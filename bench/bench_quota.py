@@ -165,6 +165,8 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
         finally:
             stop_procs(naive_procs)
             workers.stop()
+            naive_conn.close()
+            pool.connection.close()
         progress["t0"] = t0
         return progress
 
