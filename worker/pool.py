@@ -31,6 +31,7 @@ from rq.worker.base import WorkerStatus
 
 from shared import keys
 from shared.errors import Deferred
+from worker.abandoned import record_abandoned
 from worker.jobguard import GenpoolJob, record_refusal
 from worker.runner import JobFailed
 
@@ -54,7 +55,7 @@ class PoolWorker(SimpleWorker):
     def __init__(self, *args: Any, concurrency: int = 64, heartbeat_s: float = 5.0, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", JSONSerializer)
         kwargs.setdefault("job_class", GenpoolJob)  # runs only genpool's entry point (worker/jobguard.py)
-        kwargs.setdefault("exception_handlers", [record_refusal])
+        kwargs.setdefault("exception_handlers", [record_refusal, record_abandoned])
         kwargs.setdefault("maintenance_interval", max(2, int(heartbeat_s)))
         self.concurrency = concurrency
         self.heartbeat_s = heartbeat_s
