@@ -1,7 +1,8 @@
 """Fleet-wide model availability: what one worker learns about a model, every worker knows at once.
 
 A 404 (retired / not found) marks the model unavailable for a long cooldown; repeated 5xx or timeouts
-open a circuit breaker for a short cooldown. Either way the model's state hash carries
+open a circuit breaker for a short cooldown (doubling, up to ``max_open_s``, each time the half-open
+probe fails again). Either way the model's state hash carries
 ``unavailable_until_ms`` and ``half_open``, which the limiter's acquire script honours (one round trip):
 workers skip an open model, and after the cooldown exactly one worker probes it.
 """
@@ -15,6 +16,7 @@ import redis
 
 from shared import keys
 from shared.errors import LimiterUnavailable
+from shared.settings import Settings
 
 _SCRIPT = (Path(__file__).with_name("lua") / "breaker.lua").read_text()
 
@@ -24,7 +26,14 @@ class BreakerPolicy:
     failure_threshold: int = 5
     failure_window_s: float = 30.0
     open_s: float = 30.0
+    max_open_s: float = 300.0  # each failed half-open probe doubles the open period, up to this
     not_found_open_s: float = 3600.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BreakerPolicy:
+        return cls(failure_threshold=settings.breaker_failures, failure_window_s=settings.breaker_window_s,
+                   open_s=settings.breaker_open_s, max_open_s=settings.breaker_max_open_s,
+                   not_found_open_s=settings.not_found_open_s)
 
 
 class Availability:
@@ -52,7 +61,8 @@ class Availability:
         p = self.policy
         try:
             opened = self._script(keys=[keys.model_state(model)], args=[
-                outcome, p.failure_threshold, int(p.failure_window_s * 1000), int(open_s * 1000), reason])
+                outcome, p.failure_threshold, int(p.failure_window_s * 1000), int(open_s * 1000), reason,
+                int(p.max_open_s * 1000)])
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise LimiterUnavailable(f"cannot reach Redis to record model availability: {exc}") from exc
         return bool(opened)

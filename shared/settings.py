@@ -67,6 +67,11 @@ class Settings:
     redis_timeout_s: float = 5.0
     s3_timeout_s: float = 10.0
     metrics_port: int = 9464
+    breaker_failures: int = 5  # transient failures within breaker_window_s that open a model's breaker
+    breaker_window_s: float = 30.0
+    breaker_open_s: float = 30.0  # first open period; doubled per failed half-open probe
+    breaker_max_open_s: float = 300.0
+    not_found_open_s: float = 3600.0  # a 404 (retired model) marks it unavailable this long
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, dotenv_path: Path | None = Path(".env")) -> Settings:
@@ -126,6 +131,11 @@ _NUMBERS: dict[str, tuple[str, type, float]] = {
     "redis_timeout_s": ("GENPOOL_REDIS_TIMEOUT_S", float, 0.1),
     "s3_timeout_s": ("GENPOOL_S3_TIMEOUT_S", float, 0.1),
     "metrics_port": ("GENPOOL_METRICS_PORT", int, 1),
+    "breaker_failures": ("GENPOOL_BREAKER_FAILURES", int, 1),
+    "breaker_window_s": ("GENPOOL_BREAKER_WINDOW_S", float, 0.1),
+    "breaker_open_s": ("GENPOOL_BREAKER_OPEN_S", float, 0.1),
+    "breaker_max_open_s": ("GENPOOL_BREAKER_MAX_OPEN_S", float, 0.1),
+    "not_found_open_s": ("GENPOOL_NOT_FOUND_OPEN_S", float, 1),
 }
 
 

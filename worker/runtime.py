@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import redis
 
-from shared.availability import Availability
+from shared.availability import Availability, BreakerPolicy
 from shared.catalog import Catalog, ModelSpec, load_catalog
 from shared.redisconn import connect
 from shared.settings import Settings
@@ -54,7 +54,8 @@ class Runtime:
         results = ResultStore(conn, store, spool, settings.s3_prefix, settings.result_ttl_s)
         limiter = RedisLimiter(conn, {m: limits_for(s) for m, s in catalog.models.items()})  # type: ignore[arg-type]
         gateway = GeminiGateway(settings, max_connections=max(256, settings.concurrency * 2))
-        ports = Ports(gateway=gateway, limiter=limiter, availability=Availability(conn), results=results,  # type: ignore[arg-type]
+        availability = Availability(conn, BreakerPolicy.from_settings(settings))
+        ports = Ports(gateway=gateway, limiter=limiter, availability=availability, results=results,  # type: ignore[arg-type]
                       clock=time.monotonic, wall=time.time, sleep=time.sleep)
         runner = Runner(ports, catalog, RunnerConfig(max_limiter_wait_s=settings.max_limiter_wait_s))
         return cls(settings, catalog, conn, store, spool, results, runner, limiter)

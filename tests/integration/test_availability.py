@@ -18,7 +18,8 @@ OPEN_S = 0.3
 
 @pytest.fixture
 def parts(real_redis: redis.Redis) -> tuple[Availability, RedisLimiter]:
-    policy = BreakerPolicy(failure_threshold=3, failure_window_s=30.0, open_s=OPEN_S, not_found_open_s=60.0)
+    policy = BreakerPolicy(failure_threshold=3, failure_window_s=30.0, open_s=OPEN_S, max_open_s=4 * OPEN_S,
+                           not_found_open_s=60.0)
     limiter = RedisLimiter(real_redis, {MODEL: ModelLimits(rpm=10_000, tpm=10**8)}, probe_ms=5_000)
     return Availability(real_redis, policy), limiter
 
@@ -86,3 +87,34 @@ def test_not_found_marks_the_model_down_for_the_long_cooldown(parts) -> None:
     decision = limiter.acquire(MODEL)
     assert decision.status == "unavailable" and decision.reason == "not_found"
     assert decision.wait_ms > 30_000
+
+
+def test_each_failed_probe_doubles_the_open_period_up_to_the_cap(parts) -> None:
+    availability, limiter = parts
+    for _ in range(3):
+        availability.record_failure(MODEL, "server_error")
+    periods_ms = []
+    for _ in range(3):  # open periods: 0.3 s, then 0.6 s, 1.2 s (the cap), 1.2 s
+        wait_out(float(availability.state(MODEL)["open_ms"]) / 1000)
+        assert limiter.acquire(MODEL).probe
+        availability.record_failure(MODEL, "server_error")
+        periods_ms.append(int(availability.state(MODEL)["open_ms"]))
+    assert periods_ms == [600, 1200, 1200]
+    wait_out(1.2)
+    assert limiter.acquire(MODEL).probe
+    availability.record_success(MODEL)
+    assert "open_ms" not in availability.state(MODEL)
+    for _ in range(3):  # a new outage starts again from the first period
+        availability.record_failure(MODEL, "server_error")
+    assert availability.state(MODEL)["open_ms"] == "300"
+
+
+def test_breaker_policy_from_settings() -> None:
+    from shared.settings import Settings
+
+    settings = Settings.from_env({"GEMINI_API_KEY": "k", "GENPOOL_BREAKER_FAILURES": "3", "GENPOOL_BREAKER_OPEN_S": "10",
+                                  "GENPOOL_BREAKER_MAX_OPEN_S": "120", "GENPOOL_NOT_FOUND_OPEN_S": "600"},
+                                 dotenv_path=None)
+    policy = BreakerPolicy.from_settings(settings)
+    assert (policy.failure_threshold, policy.failure_window_s, policy.open_s, policy.max_open_s,
+            policy.not_found_open_s) == (3, 30.0, 10.0, 120.0, 600.0)
