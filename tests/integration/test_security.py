@@ -32,6 +32,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 CANARY = "AIzaCANARY-" + uuid.uuid4().hex  # shaped like a Gemini key, unique to this run
 WRONG_CANARY = "AIzaWRONGKEY-" + uuid.uuid4().hex
+REDIS_CANARY = "redis-pw-" + uuid.uuid4().hex  # the password of a least-privilege Redis ACL user
+REDIS_ACL = ["~genpool:*", "~rq:*", "&rq:*", "+@all", "-@admin", "-@dangerous", "+config|get", "+info"]
 SCHEMA = {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}
 OBJECT_KEY = re.compile(r"^genpool/(text|chat|json|image)/[0-9a-f]{2}/[0-9a-f]{32}\.(txt|json|png)$")
 QUEUE = keys.queue_name("default")
@@ -54,12 +56,16 @@ def _jobs() -> list[dict]:
 
 
 @pytest.fixture
-def canary_stack(redis_url, s3_service, tmp_path):
-    """A stack whose own simulator accepts only the canary key."""
+def canary_stack(real_redis, redis_url, s3_service, tmp_path):
+    """A stack whose own simulator accepts only the canary key, and whose producer and workers log in to
+    Redis as a least-privilege ACL user with a canary password (RELIABILITY.md's ACL)."""
     config = tmp_path / "sim.json"
     config.write_text(json.dumps({"api_keys": [CANARY], "defaults": {"latency_ms": 5, "jitter_ms": 2}}))
     sim = services.start_sim(config, workdir=tmp_path / "sim")
-    env = stack_env(redis_url, s3_service.url, sim.url, CANARY, tmp_path, bucket=f"t-{uuid.uuid4().hex[:12]}",
+    real_redis.execute_command("ACL", "SETUSER", "genpool", "reset", "on", f">{REDIS_CANARY}", *REDIS_ACL)
+    real_redis.execute_command("ACL", "LOG", "RESET")
+    acl_url = redis_url.replace("redis://", f"redis://genpool:{REDIS_CANARY}@", 1)
+    env = stack_env(acl_url, s3_service.url, sim.url, CANARY, tmp_path, bucket=f"t-{uuid.uuid4().hex[:12]}",
                     GENPOOL_LOG_LEVEL="DEBUG")
     st = Stack(env, tmp_path, sim.url)
     groups: list[WorkerGroup] = []
@@ -68,6 +74,7 @@ def canary_stack(redis_url, s3_service, tmp_path):
         group.stop()
     st.pool.connection.close()
     sim.stop()
+    real_redis.execute_command("ACL", "DELUSER", "genpool")
 
 
 def _group(stack: Stack, name: str, **env: str) -> WorkerGroup:
@@ -132,7 +139,7 @@ def _hits(texts: list[str], secret: str) -> int:
     return sum(1 for text in texts for p in probes if p in text)
 
 
-def test_api_key_never_leaks_to_logs_redis_or_s3(canary_stack):
+def test_api_key_never_leaks_to_logs_redis_or_s3(canary_stack, real_redis):
     stack, groups = canary_stack
     stack.sim.faults([{"kind": "400", "model": "gemini-3.1-flash-lite"},
                       {"kind": "503", "model": "gemini-3.8-flash", "rate": 0.3}])
@@ -149,13 +156,14 @@ def test_api_key_never_leaks_to_logs_redis_or_s3(canary_stack):
 
     logs = [group.logs() for group in groups]
     assert all(logs) and any(line.startswith("{") for line in logs[1].splitlines())
-    redis_values = [b.decode("latin-1") for b in _redis_dump(stack.redis)]
+    redis_values = [b.decode("latin-1") for b in _redis_dump(real_redis)]  # as the admin: every key
     s3_values = _s3_dump(stack)
     assert len(s3_values) >= 4 * 4
     print(f"\nleak scan: {len(records) + len(wrong)} jobs, {sum(len(t.splitlines()) for t in logs)} log lines, "
           f"{len(redis_values)} Redis names/values, {len(s3_values) // 4} S3 objects; "
           f"{sum(r.status == 'failed' for r in records + wrong)} failed jobs")
-    for secret in (CANARY, WRONG_CANARY):
+    assert real_redis.execute_command("ACL", "LOG") == [], "the least-privilege Redis user was denied something"
+    for secret in (CANARY, WRONG_CANARY, REDIS_CANARY):
         assert _hits(logs, secret) == 0, "API key in worker logs"
         assert _hits(redis_values, secret) == 0, "API key in Redis"
         assert _hits(s3_values, secret) == 0, "API key in S3"
