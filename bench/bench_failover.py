@@ -407,9 +407,11 @@ def _notes(figures: dict[str, Any]) -> list[str]:
                  "breaker failure, so the breaker opens before the 30 s call timeouts. Shipped default: 20 s. "
                  f"Breaker openings of the healthy fallback (false stalls): {figures['fallback_breaker_openings']}.")
     notes.append("- After the first seconds, the primary is called only by the breaker's half-open probe: one job per "
-                 "open period (30 s), i.e. 1 / (30 s x job rate) of the jobs (0.67 % at 5 unpinned jobs/s, so below ~3.3 "
-                 "jobs/s it would exceed 1 %). A probe's call is cut at stall_s, so a probe into a hung model costs its "
-                 "job about stall_s (the slowest job above), not the 30 s call timeout.")
+                 "open period. The first period is 30 s, so in this 40 s window 1 / (30 s x job rate) of the jobs "
+                 "(0.67 % at 5 unpinned jobs/s; below ~3.3 jobs/s that would exceed 1 %); each failed probe doubles "
+                 "the period up to 300 s, so over a long outage the share falls towards 1 / (300 s x job rate). A "
+                 "probe's call is cut at stall_s, so a probe into a hung model costs its job about stall_s (the slowest "
+                 "job above), not the 30 s call timeout.")
     notes.append("- Measured on a shared 2-core machine while other engineers' tests and benchmarks ran. The latency "
                  "target is judged against the control jobs (same seconds, same workers, same load); the ratio to the "
                  "baseline phases is shown too: it moves with the machine's load between phases, and the control's "
