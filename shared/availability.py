@@ -45,9 +45,13 @@ class Availability:
     def record_success(self, model: str) -> None:
         self._run(model, "ok", self.policy.open_s, "")
 
-    def record_failure(self, model: str, reason: str) -> bool:
-        """Count a transient failure; True when the model is open after it (opened now or already)."""
-        return self._run(model, "fail", self.policy.open_s, f"breaker_open:{reason}")
+    def record_failure(self, model: str, reason: str, granted_at_ms: int = 0) -> bool:
+        """Count a transient failure; True when the model is open after it (opened now or already).
+
+        ``granted_at_ms``: when the failed call was granted (Redis clock; 0 = unknown). A call granted
+        before the breaker opened is a straggler of the outage already known: it does not re-open a
+        half-open breaker (only the probe's failure does)."""
+        return self._run(model, "fail", self.policy.open_s, f"breaker_open:{reason}", granted_at_ms)
 
     def mark_down(self, model: str, reason: str, open_s: float | None = None) -> None:
         """Mark unavailable now (404 retired model: the long cooldown)."""
@@ -57,12 +61,12 @@ class Availability:
         raw = self._redis.hgetall(keys.model_state(model))
         return {k.decode(): v.decode() for k, v in raw.items()}
 
-    def _run(self, model: str, outcome: str, open_s: float, reason: str) -> bool:
+    def _run(self, model: str, outcome: str, open_s: float, reason: str, granted_at_ms: int = 0) -> bool:
         p = self.policy
         try:
             opened = self._script(keys=[keys.model_state(model)], args=[
                 outcome, p.failure_threshold, int(p.failure_window_s * 1000), int(open_s * 1000), reason,
-                int(p.max_open_s * 1000)])
+                int(p.max_open_s * 1000), granted_at_ms])
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise LimiterUnavailable(f"cannot reach Redis to record model availability: {exc}") from exc
         return bool(opened)

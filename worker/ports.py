@@ -18,6 +18,7 @@ class Decision(Protocol):
     wait_ms: int
     reason: str
     probe: bool  # this caller is the circuit breaker's half-open probe: report its outcome
+    now_ms: int  # Redis's clock at the decision
 
 
 class Limiter(Protocol):
@@ -34,7 +35,7 @@ class Limiter(Protocol):
 class AvailabilityPort(Protocol):
     def record_success(self, model: str) -> None: ...
 
-    def record_failure(self, model: str, reason: str) -> bool: ...
+    def record_failure(self, model: str, reason: str, granted_at_ms: int = 0) -> bool: ...
 
     def mark_down(self, model: str, reason: str, open_s: float | None = None) -> None: ...
 

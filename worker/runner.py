@@ -12,7 +12,7 @@ from shared.jobs import ChatRequest, Envelope, ImageRequest, Request, ResultReco
 from worker import policy
 from worker.answers import Generation
 from worker.gemini import Call, Turn
-from worker.ports import Ports
+from worker.ports import Decision, Ports
 from worker.stalls import InFlight
 from worker.trace import Trace
 
@@ -214,9 +214,9 @@ class Runner:
             timeout_s = min(timeout_s, spec.stall_s)  # should not hold the probing job for the full timeout
         started = ports.clock()
         try:
-            gen = self._generate(call, model, timeout_s)
+            gen = self._generate(call, model, timeout_s, decision.now_ms)
         except e.GenpoolError as exc:
-            is_open = self._on_error(model, exc, tokens, decision.probe)
+            is_open = self._on_error(model, exc, tokens, decision)
             trace.attempt(model, exc.kind, ports.clock() - started, wait_s)
             trace.model_failed(model, exc)
             if is_open:
@@ -235,9 +235,9 @@ class Runner:
         except e.ServiceUnavailable as exc:
             log.warning("%s answered but its limiter/breaker update failed (%s); keeping the answer", model, exc)
 
-    def _generate(self, call: Call, model: str, timeout_s: float) -> Generation:
+    def _generate(self, call: Call, model: str, timeout_s: float, granted_at_ms: int) -> Generation:
         """The call, tracked in flight; any answer but a transient failure shows the model is answering."""
-        call_id = self.inflight.start(model, self.ports.clock())
+        call_id = self.inflight.start(model, self.ports.clock(), granted_at_ms)
         answered = False
         try:
             gen = self.ports.gateway.generate(call, model, timeout_s)
@@ -254,12 +254,12 @@ class Runner:
         (run by the stall watch thread, worker/stalls.py); returns how many were reported."""
         reported = 0
         for model in self.inflight.models():
-            for _ in range(self.inflight.take_stalled(model, self._spec(model).stall_s, self.ports.clock())):
-                self.ports.availability.record_failure(model, "stalled")
+            for granted_at_ms in self.inflight.take_stalled(model, self._spec(model).stall_s, self.ports.clock()):
+                self.ports.availability.record_failure(model, "stalled", granted_at_ms)
                 reported += 1
         return reported
 
-    def _on_error(self, model: str, exc: e.GenpoolError, tokens: int, probe: bool) -> bool:
+    def _on_error(self, model: str, exc: e.GenpoolError, tokens: int, decision: Decision) -> bool:
         """Settle the grant and tell the limiter / breaker; True when the model's breaker is open now."""
         ports = self.ports
         ports.limiter.settle(model, tokens, 0)
@@ -268,8 +268,8 @@ class Runner:
         if isinstance(exc, e.ModelNotFound):
             ports.availability.mark_down(model, "not_found")
         elif isinstance(exc, e.TransientError):
-            return ports.availability.record_failure(model, exc.kind)
-        elif probe:  # the model answered (a 429, a bad request, a blocked prompt): it is up, close the breaker
+            return ports.availability.record_failure(model, exc.kind, decision.now_ms)
+        elif decision.probe:  # the model answered (a 429, a bad request, a blocked prompt): it is up, close the breaker
             ports.availability.record_success(model)
         return False
 

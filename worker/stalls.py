@@ -24,6 +24,7 @@ log = logging.getLogger("genpool.stalls")
 class _Call:
     model: str
     started: float
+    granted_at_ms: int  # the limiter's grant, on Redis's clock: tells the breaker a straggler from a probe
     reported: bool = False
 
 
@@ -34,10 +35,10 @@ class InFlight:
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start(self, model: str, now: float) -> int:
+    def start(self, model: str, now: float, granted_at_ms: int = 0) -> int:
         call_id = next(self._ids)
         with self._lock:
-            self._calls[call_id] = _Call(model, now)
+            self._calls[call_id] = _Call(model, now, granted_at_ms)
         return call_id
 
     def finish(self, call_id: int, ok: bool) -> None:
@@ -46,22 +47,22 @@ class InFlight:
             if ok and call is not None:
                 self._last_ok[call.model] = max(self._last_ok.get(call.model, float("-inf")), call.started)
 
-    def take_stalled(self, model: str, stall_s: float, now: float) -> int:
-        """How many calls to ``model`` newly count as stalled (each is counted once, ever).
+    def take_stalled(self, model: str, stall_s: float, now: float) -> list[int]:
+        """The grant times of the calls to ``model`` that newly count as stalled (each is counted once, ever).
 
         Once one call is stalled, so is every call made after it: none of them has been answered either,
         so they count at once instead of one by one as each reaches ``stall_s``."""
         if stall_s <= 0:
-            return 0
+            return []
         with self._lock:
             last_ok = self._last_ok.get(model, float("-inf"))
             unanswered = [c for c in self._calls.values() if c.model == model and c.started > last_ok]
             if not any(now - c.started >= stall_s for c in unanswered):
-                return 0
+                return []
             fresh = [c for c in unanswered if not c.reported]
             for call in fresh:
                 call.reported = True
-        return len(fresh)
+        return [c.granted_at_ms for c in fresh]
 
     def models(self) -> set[str]:
         with self._lock:

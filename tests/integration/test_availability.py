@@ -118,3 +118,17 @@ def test_breaker_policy_from_settings() -> None:
     policy = BreakerPolicy.from_settings(settings)
     assert (policy.failure_threshold, policy.failure_window_s, policy.open_s, policy.max_open_s,
             policy.not_found_open_s) == (3, 30.0, 10.0, 120.0, 600.0)
+
+
+def test_a_straggler_granted_before_the_opening_does_not_reopen_a_half_open_breaker(parts) -> None:
+    availability, limiter = parts
+    straggler = limiter.acquire(MODEL)  # a call granted before the outage was known, failing late
+    for _ in range(3):
+        availability.record_failure(MODEL, "timeout")
+    wait_out(OPEN_S)
+    assert availability.record_failure(MODEL, "timeout", straggler.now_ms) is True  # open for it: no retry
+    assert availability.state(MODEL)["opened_total"] == "1"
+    probe = limiter.acquire(MODEL)
+    assert probe.probe  # the half-open probe slot is still there
+    assert availability.record_failure(MODEL, "timeout", probe.now_ms) is True
+    assert availability.state(MODEL)["opened_total"] == "2"

@@ -28,6 +28,7 @@ class Decision:
     wait_ms: int = 0
     reason: str = ""
     probe: bool = False
+    now_ms: int = 0
 
 
 class FakeLimiter:
@@ -93,12 +94,14 @@ class FakeGateway:
 class FakeAvailability:
     calls: list[tuple[str, ...]] = field(default_factory=list)
     open_after: int = 0  # the breaker is open from this many failures on (0: never)
+    granted_at_ms: list[int] = field(default_factory=list)  # per failure: when the failed call was granted
 
     def record_success(self, model: str) -> None:
         self.calls.append(("success", model))
 
-    def record_failure(self, model: str, reason: str) -> bool:
+    def record_failure(self, model: str, reason: str, granted_at_ms: int = 0) -> bool:
         self.calls.append(("failure", model, reason))
+        self.granted_at_ms.append(granted_at_ms)
         failures = sum(1 for c in self.calls if c[0] == "failure" and c[1] == model)
         return 0 < self.open_after <= failures
 
@@ -488,6 +491,19 @@ def test_a_probe_call_times_out_at_stall_s() -> None:
     w.run()
     w.run()
     assert w.gateway.calls == [("m1", 2.0), ("m1", 30.0)]
+
+
+def test_failures_carry_their_grant_time_so_the_breaker_can_tell_stragglers() -> None:
+    w = stall_world()
+    w.limiter.decisions["m1"] = [Decision(now_ms=1111), Decision(now_ms=2222)]
+    w.gateway.scripts["m1"] = [e.ServerError("503")]
+    runner = w.runner()
+    runner.run(envelope_for())  # fails once (granted at 1111), then answers
+    w.time.now += 0.1
+    runner.inflight.start("m1", w.time.now, granted_at_ms=3333)  # made after that answer, then hangs
+    w.time.now += 2.5
+    runner.report_stalls()
+    assert w.availability.granted_at_ms == [1111, 3333]
 
 
 def test_a_plain_grant_reports_no_success() -> None:
