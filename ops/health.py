@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from shared import keys
 from shared.errors import GenpoolError
+from shared.redisconn import connect
 from shared.settings import Settings
 
 Check = tuple[str, bool, str]
@@ -26,10 +27,8 @@ def _check(name: str, fn: Callable[[], str]) -> Check:
 
 
 def check_redis(settings: Settings) -> str:
-    import redis
 
-    conn = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_s,
-                                socket_connect_timeout=settings.redis_timeout_s)
+    conn = connect(settings)
     conn.ping()
     return "ping ok"
 
@@ -58,11 +57,10 @@ def check_models(settings: Settings) -> list[Check]:
 
 
 def check_workers(settings: Settings) -> str:
-    import redis
     from rq import Queue, Worker
     from rq.serializers import JSONSerializer
 
-    conn = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_s)
+    conn = connect(settings)
     depth = {p: Queue(keys.queue_name(p), connection=conn, serializer=JSONSerializer).count for p in keys.PRIORITIES}
     workers = Worker.count(connection=conn)
     return f"{workers} workers alive; queued: " + ", ".join(f"{p}={n}" for p, n in depth.items())

@@ -18,6 +18,7 @@ from ops.modelstate import STATES
 from ops.snapshot import Row, Snapshot, catalog_limits, take
 from ops.summary import latency_summary
 from shared.ratelimit import ModelLimits
+from shared.redisconn import connect
 from shared.settings import Settings
 
 COUNTERS = {
@@ -124,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     catalog = load_catalog(settings)
-    conn = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_s)
+    conn = connect(settings)
     REGISTRY.register(RedisCollector(conn, catalog.models, catalog_limits(catalog)))
     port = args.port or settings.metrics_port
     start_http_server(port)

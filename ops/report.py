@@ -25,6 +25,7 @@ from ops.tables import state_text
 from shared.catalog import load_catalog
 from shared.errors import GenpoolError
 from shared.metrics import TIMELINE_STEP_S, TimelinePoint, read_timeline
+from shared.redisconn import connect
 from shared.settings import Settings
 
 RATE_WINDOW_S = 60  # requests/min = calls in the trailing minute, sampled every TIMELINE_STEP_S
@@ -188,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
-        conn = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_s)
+        conn = connect(settings)
         write(gather(conn, settings, args.window_s), Path(args.out))
     except (redis.RedisError, GenpoolError) as exc:
         print(f"genpool report: {exc}", file=sys.stderr)

@@ -16,6 +16,7 @@ from ops.snapshot import catalog_limits, take
 from ops.summary import summarize
 from shared.catalog import load_catalog
 from shared.errors import GenpoolError
+from shared.redisconn import connect
 from shared.settings import Settings
 
 
@@ -46,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
-        conn = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_s)
+        conn = connect(settings)
         while True:
             _show(collect(conn, settings), args.json, clear=bool(args.watch))
             if not args.watch:
