@@ -8,6 +8,7 @@ from typing import Any
 import pydantic
 from rq import get_current_job
 
+from shared import keys
 from shared.jobs import Envelope, ErrorInfo, ResultRecord
 from shared.metrics import MetricsBatch
 from worker.runner import JobFailed
@@ -16,12 +17,13 @@ from worker.runtime import get_runtime
 log = logging.getLogger("genpool.tasks")
 
 
-def generate(envelope: Any) -> dict[str, Any]:
-    """Run one genpool job; returns its result record (also stored under genpool:result:<id>)."""
+def generate(envelope: Any) -> dict[str, str]:
+    """Run one genpool job. The result record lives under genpool:result:<id>; RQ keeps only this
+    pointer as the job's return value, not a second copy of the record (CPU per job, Redis memory)."""
     runtime = get_runtime()
     parsed = _parse(envelope)
     record = runtime.runner.run(parsed, rerun=_is_rerun())
-    return record.model_dump(mode="json")
+    return {"status": record.status, "result_key": keys.result(record.id)}
 
 
 def _is_rerun() -> bool:
