@@ -18,7 +18,7 @@ class Call:
     """Everything one generate_content call needs, built once per job and reused down the chain."""
 
     request: Request
-    contents: list[Any]
+    contents: str | list[dict[str, Any]]
     config_kwargs: dict[str, Any]
 
 
@@ -62,16 +62,17 @@ class GeminiGateway:
         except Exception as exc:  # noqa: BLE001
             raise translate.from_exception(exc) from exc
 
-    def _contents(self, request: Request, history: list[Turn]) -> list[Any]:
-        types = self._types
-        turns: list[Turn]
-        if isinstance(request, ChatRequest):
-            turns = list(history) + [(m.role, m.text) for m in request.messages or []]
-            if request.message is not None:
-                turns.append(("user", request.message))
-        else:
-            turns = [("user", request.prompt)]
-        return [types.Content(role=role, parts=[types.Part(text=text)]) for role, text in turns]
+    @staticmethod
+    def _contents(request: Request, history: list[Turn]) -> str | list[dict[str, Any]]:
+        """What the SDK turns into the request's ``contents``, in the form it validates cheapest: the
+        SDK re-validates ``types.Content`` objects at ~0.35 ms a call, a plain string at ~0.01 ms
+        (it becomes one user turn, the same JSON on the wire) and dicts at ~0.1 ms."""
+        if not isinstance(request, ChatRequest):
+            return request.prompt
+        turns = list(history) + [(m.role, m.text) for m in request.messages or []]
+        if request.message is not None:
+            turns.append(("user", request.message))
+        return [{"role": role, "parts": [{"text": text}]} for role, text in turns]
 
     def _config(self, request: Request) -> dict[str, Any]:
         types = self._types
