@@ -166,6 +166,7 @@ def plot(figures: dict[str, Any]) -> Path:
     top.axhline(TARGET_RPM, color="red", linestyle="--", label=f"target {TARGET_RPM}/min")
     top.axvspan(WARMUP_S, WARMUP_S + WINDOW_S, color="green", alpha=0.08, label="steady window")
     top.set_ylabel("requests/min")
+    top.set_ylim(bottom=0)
     top.legend(loc="lower right")
     samples = figures["samples"]
     for name, series in samples["rss"].items():
