@@ -213,7 +213,7 @@ def markdown(figures: dict[str, Any]) -> str:
     lines = [
         f"{PROCESSES} worker processes x {CONCURRENCY} job threads (PoolWorker), simulator at {LATENCY_MS / 1000:g} s "
         f"± {JITTER_MS} ms and no quota, a producer process keeping >= {BACKLOG} jobs queued; steady window "
-        f"{WINDOW_S} s after a {WARMUP_S} s ramp. Other engineers' tests and benchmarks shared the 2 cores.",
+        f"{WINDOW_S} s after a {WARMUP_S} s ramp.",
         "",
         "| measure | value | vs | target | met |",
         "|---|---:|---:|---|---|",
