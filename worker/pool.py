@@ -20,7 +20,6 @@ from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker
-from rq.exceptions import DequeueTimeout
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.scheduler import RQScheduler
@@ -32,6 +31,7 @@ from rq.worker.base import WorkerStatus
 from shared import keys
 from shared.errors import Deferred
 from worker.abandoned import record_abandoned
+from worker.dequeue import SafeDequeue
 from worker.jobguard import GenpoolJob, record_refusal
 from worker.runner import JobFailed
 
@@ -65,6 +65,7 @@ class PoolWorker(SimpleWorker):
         self._inflight: dict[str, tuple[Job, Execution]] = {}
         self._inflight_lock = threading.Lock()
         self._last_tick = 0.0
+        self._safe_dequeue = SafeDequeue(self.connection)
         self._scheduler = RQScheduler(self.queues, connection=self.connection, serializer=self.serializer,
                                       name=f"{self.name}-scheduler")
         self.on_tick: list[Any] = []
@@ -175,12 +176,14 @@ class PoolWorker(SimpleWorker):
             if self._stop_requested:
                 return None
             try:
-                result = self.queue_class.dequeue_any(
-                    self._ordered_queues, None if timeout is None else self.dequeue_timeout,
-                    connection=self.connection, job_class=self.job_class, serializer=self.serializer,
+                hit = self._safe_dequeue.pop(self._ordered_queues, None if timeout is None else self.dequeue_timeout)
+                if hit is None and timeout is None:
+                    return None  # burst mode: every queue is empty
+                result = None if hit is None else self.queue_class._fetch_dequeued_job(
+                    self.connection, *hit, job_class=self.job_class, serializer=self.serializer,
                     death_penalty_class=self.death_penalty_class)
-            except DequeueTimeout:
-                continue
+                if result is None:
+                    continue
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.error("cannot reach Redis (%s); retrying in %.0f s", exc, backoff_s)
                 time.sleep(backoff_s)

@@ -1,0 +1,55 @@
+"""The worker's dequeue keeps every job in a Redis list until it has started (real redis-server).
+
+RQ 3.0's own multi-queue dequeue pops with LPOP: a worker killed right after the pop lost the job."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from shared import keys
+from worker.dequeue import SafeDequeue
+from worker.pool import PoolWorker
+
+pytestmark = pytest.mark.integration
+
+
+def _queues(conn: redis.Redis) -> list[Queue]:
+    return [Queue(keys.queue_name(p), connection=conn, serializer=JSONSerializer) for p in keys.PRIORITIES]
+
+
+def _push(queue: Queue, job_id: str) -> None:
+    queue.connection.rpush(queue.key, job_id)
+
+
+def test_pop_takes_priorities_in_order_and_parks_the_id_in_the_intermediate_list(real_redis) -> None:
+    high, default, low = _queues(real_redis)
+    _push(low, "job-low")
+    _push(high, "job-high")
+    dequeue = SafeDequeue(real_redis)
+    assert dequeue.pop([high, default, low], None) == (high.key, "job-high")
+    assert dequeue.pop([high, default, low], None) == (low.key, "job-low")
+    assert dequeue.pop([high, default, low], None) is None
+    # Popped but not started: still in a list a live worker scans, so a killed worker cannot lose them.
+    assert high.intermediate_queue.get_job_ids() == ["job-high"]
+    assert low.intermediate_queue.get_job_ids() == ["job-low"]
+
+
+def test_pop_waits_for_a_job_on_any_queue(real_redis) -> None:
+    high, default, low = _queues(real_redis)
+    assert SafeDequeue(real_redis).pop([high, default, low], 0.3) is None
+    _push(default, "job-default")
+    assert SafeDequeue(real_redis).pop([high, default, low], 0.3) == (default.key, "job-default")
+
+
+def test_a_worker_killed_after_the_pop_leaves_its_job_recoverable(real_redis) -> None:
+    queues = _queues(real_redis)
+    job = queues[2].enqueue("worker.tasks.generate", {"v": 1})
+    dead = PoolWorker(queues, connection=real_redis, concurrency=1, heartbeat_s=1)
+    job_back, queue = dead.dequeue_job_and_maintain_ttl(timeout=1)
+    assert job_back.id == job.id and queue.name == queues[2].name
+    # The worker dies here (before the job started): the id must still be somewhere a survivor looks.
+    assert job.id in queues[2].intermediate_queue.get_job_ids()
+    assert job.id not in queues[2].get_job_ids()
