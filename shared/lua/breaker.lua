@@ -8,7 +8,8 @@
 -- ARGV[6] = longest open period in ms: each failed half-open probe doubles the period up to this, so a
 --           long outage costs one probing job per few minutes, not one per open period
 -- ARGV[7] = when the failed call was granted (Redis clock, ms; 0 = unknown): a call granted before the
---           breaker opened is a straggler of the outage already counted and does not re-open it
+--           breaker opened (or in its very millisecond: a probe comes only after the open period) is a
+--           straggler of the outage already counted and does not re-open it
 -- Returns 1 when the model is open after this call (this failure opened it, or it already was: a caller
 -- should not retry the model then), 0 otherwise.
 -- After the open period the acquire script lets exactly one caller through as a probe (half_open);
@@ -42,7 +43,7 @@ end
 if redis.call('HGET', key, 'half_open') == '1' then
   local until_ms = tonumber(redis.call('HGET', key, 'unavailable_until_ms') or '0')
   local granted_at = tonumber(ARGV[7] or '0')
-  if granted_at > 0 and granted_at < tonumber(redis.call('HGET', key, 'opened_at_ms') or '0') then
+  if granted_at > 0 and granted_at <= tonumber(redis.call('HGET', key, 'opened_at_ms') or '0') then
     return 1
   end
   if until_ms <= now then
