@@ -412,7 +412,7 @@ def _notes(figures: dict[str, Any]) -> list[str]:
                  "the period up to 300 s, so over a long outage the share falls towards 1 / (300 s x job rate). A "
                  "probe's call is cut at stall_s, so a probe into a hung model costs its job about stall_s (the slowest "
                  "job above), not the 30 s call timeout.")
-    notes.append("- Measured on a shared 2-core machine while other engineers' tests and benchmarks ran. The latency "
+    notes.append("- Machine load comes and goes on a 2-core box. The latency "
                  "target is judged against the control jobs (same seconds, same workers, same load); the ratio to the "
                  "baseline phases is shown too: it moves with the machine's load between phases, and the control's "
                  "own ratio to the baseline shows how much of it is load rather than the outage.")
