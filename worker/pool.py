@@ -228,7 +228,18 @@ class PoolWorker(SimpleWorker):
             scheduler.acquire_locks()
         if scheduler.acquired_locks:
             scheduler.heartbeat()
+            self._shorten_scheduler_locks()
             scheduler.enqueue_scheduled_jobs()
+
+    def _shorten_scheduler_locks(self) -> None:
+        """RQ keeps its scheduler lock for interval + 60 s, so a worker SIGKILLed while holding it would hold
+        back every deferred job for a minute. The holder refreshes the lock every tick: a few heartbeats of
+        TTL are enough, like a job's (we own the lock: RQ refreshed it just now)."""
+        ttl_s = self.get_heartbeat_ttl(None)  # type: ignore[arg-type]
+        with self.connection.pipeline() as pipe:
+            for name in self._scheduler.acquired_locks:
+                pipe.expire(self._scheduler.get_locking_key(name), ttl_s)
+            pipe.execute()
 
     def _defer(self, job: Job, queue: Queue, execution: Execution, delay_s: float) -> None:
         log.info("job %s: no model can take it soon; back on the queue in %.1f s", job.id, delay_s)

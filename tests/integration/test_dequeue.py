@@ -4,6 +4,8 @@ RQ 3.0's own multi-queue dequeue pops with LPOP: a worker killed right after the
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 from rq import Queue
@@ -53,3 +55,18 @@ def test_a_worker_killed_after_the_pop_leaves_its_job_recoverable(real_redis) ->
     # The worker dies here (before the job started): the id must still be somewhere a survivor looks.
     assert job.id in queues[2].intermediate_queue.get_job_ids()
     assert job.id not in queues[2].get_job_ids()
+
+
+def test_a_killed_scheduler_holder_frees_the_lock_within_seconds(real_redis) -> None:
+    queues = _queues(real_redis)
+    holder = PoolWorker(queues, connection=real_redis, concurrency=1, heartbeat_s=1)
+    holder._schedule()  # takes the scheduler locks, then is SIGKILLed: never refreshes them again
+    ttl_s = holder.get_heartbeat_ttl(None)
+    lock_ttls_s = [real_redis.ttl(holder._scheduler.get_locking_key(q.name)) for q in queues]
+    assert all(0 < t <= ttl_s for t in lock_ttls_s), lock_ttls_s  # RQ's own: interval + 60 s
+    survivor = PoolWorker(queues, connection=real_redis, concurrency=1, heartbeat_s=1)
+    deadline = time.monotonic() + ttl_s + 3
+    while not survivor._scheduler.acquired_locks and time.monotonic() < deadline:
+        time.sleep(0.5)
+        survivor._schedule()
+    assert survivor._scheduler.acquired_locks == {q.name for q in queues}
