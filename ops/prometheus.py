@@ -1,7 +1,7 @@
 """`genpool metrics`: a Prometheus endpoint over what every worker writes to Redis (see docs/observability.md).
 
 Each scrape takes one ``Snapshot``: counters, the latency histogram, and gauges for model state, limiter
-buckets against limits, and queue depths.
+limiter windows against limits, and queue depths.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class RedisCollector:
         yield from counters(snap.rows)
         yield latency(snap)
         yield from states(snap)
-        yield from buckets(snap)
+        yield from limiter_windows(snap)
         yield queues(snap)
 
 
@@ -92,20 +92,27 @@ def states(snap: Snapshot) -> Iterator[Metric]:
     yield from (state, until, cooldown)
 
 
-def buckets(snap: Snapshot) -> Iterator[Metric]:
+def limiter_windows(snap: Snapshot) -> Iterator[Metric]:
     labels = ["model", "dimension"]
-    level = GaugeMetricFamily("genpool_ratelimit_bucket_level", "Limiter bucket level now (rpd: requests left "
-                              "today; negative = reserved ahead)", labels=labels)
-    capacity = GaugeMetricFamily("genpool_ratelimit_bucket_capacity", "Limiter bucket capacity (rpd: the "
-                                 "daily limit after the safety margin)", labels=labels)
+    used = GaugeMetricFamily("genpool_ratelimit_window_used", "What the limiter counts in the trailing window "
+                             "for the next start (rpd: requests used today)", labels=labels)
+    effective = GaugeMetricFamily("genpool_ratelimit_effective_limit", "genpool's ceiling per window: the "
+                                  "provider's limit after the safety share (rpd: per day)", labels=labels)
     limit = GaugeMetricFamily("genpool_ratelimit_limit", "The provider's limit per window (rpd: per day)",
                               labels=labels)
-    for model, rows in sorted(snap.buckets.items()):
-        for b in rows:
-            level.add_metric([model, b.dimension], b.level)
-            capacity.add_metric([model, b.dimension], b.capacity)
-            limit.add_metric([model, b.dimension], b.limit)
-    yield from (level, capacity, limit)
+    ahead = GaugeMetricFamily("genpool_ratelimit_booked_ahead_seconds", "How far ahead starts are reserved",
+                              labels=["model"])
+    override = GaugeMetricFamily("genpool_ratelimit_override", "An operator's limits override in force "
+                                 "(genpool limits set): the overridden field's value", labels=["model", "field"])
+    for model, view in sorted(snap.limiters.items()):
+        for w in view.windows:
+            used.add_metric([model, w.dimension], w.used)
+            effective.add_metric([model, w.dimension], w.effective)
+            limit.add_metric([model, w.dimension], w.limit)
+        ahead.add_metric([model], view.ahead_s)
+        for name, value in sorted(view.override.items()):
+            override.add_metric([model, name], float(value))
+    yield from (used, effective, limit, ahead, override)
 
 
 def queues(snap: Snapshot) -> Metric:

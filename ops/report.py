@@ -69,7 +69,8 @@ def _trailing(counts: dict[int, int], slots: range, end_s: float) -> list[tuple[
 
 
 def quotas(snap: Snapshot, model: str) -> list[svg.Quota]:
-    for b in snap.buckets.get(model, []):
+    view = snap.limiters.get(model)
+    for b in view.windows if view else []:
         if b.dimension == "rpm":
             per_min = 60 / b.window_s
             return [svg.Quota("quota", b.limit * per_min, QUOTA_COLOR),

@@ -1,4 +1,4 @@
-"""One read of what operators look at: counters, latency buckets, model state, bucket levels, queue depths.
+"""One read of what operators look at: counters, latency buckets, model state, limiter windows, queue depths.
 
 `genpool stats`, the Prometheus exporter and the report all render a ``Snapshot``; none reads Redis itself.
 """
@@ -15,21 +15,31 @@ from shared import keys
 from shared.catalog import Catalog
 from shared.metrics import read_counters
 from shared.ratelimit import ModelLimits, RedisLimiter
-from shared.ratelimit.strategy import effective_limit, specs_for
+from shared.ratelimit.limits import WINDOW_DIMS
+from shared.ratelimit.strategy import spec_for
 
 Row = tuple[str, dict[str, str], float]
 
 
 @dataclass(frozen=True)
-class Bucket:
-    """One limited dimension: ``level`` now (rpd: requests left today) out of ``capacity`` (rpd: L')."""
+class WindowUse:
+    """One limited dimension: ``used`` of ``effective`` (L') in the trailing window as of the next
+    possible start (rpd: requests used today); ``limit`` is the provider's number."""
 
     dimension: str
-    level: float
-    capacity: float
-    limit: int  # the provider's number per window (rpd: per day), before the safety margin
-    effective: int  # genpool's ceiling: the limit after the safety margin
+    used: float
+    effective: int
+    limit: int
     window_s: float
+
+
+@dataclass(frozen=True)
+class LimiterView:
+    """A model's limiter as operators see it: use per dimension, starts booked ahead, the override."""
+
+    windows: list[WindowUse]
+    ahead_s: float
+    override: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -38,7 +48,7 @@ class Snapshot:
     rows: list[Row]
     latency: dict[str, dict[str, int]]  # model -> bucket upper bound label -> calls in that bucket
     states: dict[str, ModelState]
-    buckets: dict[str, list[Bucket]]
+    limiters: dict[str, LimiterView]
     queues: dict[str, int]
 
     @property
@@ -48,8 +58,7 @@ class Snapshot:
 
 
 def catalog_limits(catalog: Catalog) -> dict[str, ModelLimits]:
-    return {m: ModelLimits(rpm=s.rpm, tpm=s.tpm, rpd=s.rpd, ipm=s.ipm, window_s=s.window_s, safety=s.safety,
-                           burst=s.burst, token_burst=s.token_burst) for m, s in catalog.models.items()}
+    return {m: s.limits for m, s in catalog.models.items()}
 
 
 def take(conn: redis.Redis, models: Iterable[str] = (), defaults: Mapping[str, ModelLimits] | None = None,
@@ -64,7 +73,7 @@ def take(conn: redis.Redis, models: Iterable[str] = (), defaults: Mapping[str, M
     return Snapshot(
         now_s=now_ms / 1000, rows=rows, latency=_latency(conn, seen),
         states={m: classify(_text_hash(conn.hgetall(keys.model_state(m))), now_ms) for m in seen},
-        buckets={m: _buckets(limiter, m, (defaults or {}).get(m)) for m in seen},
+        limiters={m: view for m in seen if (view := _limiter_view(limiter, m, (defaults or {}).get(m)))},
         queues=_queues(conn),
     )
 
@@ -77,18 +86,19 @@ def _latency(conn: redis.Redis, models: Sequence[str]) -> dict[str, dict[str, in
     return {m: _text_counts(raw) for m, raw in zip(models, replies, strict=True) if raw}
 
 
-def _buckets(limiter: RedisLimiter, model: str, default: ModelLimits | None) -> list[Bucket]:
+def _limiter_view(limiter: RedisLimiter, model: str, default: ModelLimits | None) -> LimiterView | None:
     stored = limiter.get_limits(model)
     limits = stored or default
     if limits is None:
-        return []
-    levels = limiter.levels(model) if stored else {}  # no limits in Redis yet: no job used it, buckets full
-    out = [Bucket(dim, levels.get(dim, spec.capacity), spec.capacity, getattr(limits, dim), spec.limit,
-                  limits.window_s) for dim, spec in specs_for(limits).items()]
-    if limits.rpd:
-        daily = effective_limit(limits.rpd, limits.safety)
-        out.append(Bucket("rpd", levels.get("rpd", daily), daily, limits.rpd, daily, 86400.0))
-    return out
+        return None
+    used = limiter.levels(model) if stored else {}  # no limits in Redis yet: no job used it, nothing counted
+    spec = spec_for(limits)
+    windows = [WindowUse(dim, used.get(dim, 0.0), eff, getattr(limits, dim), limits.window_s)
+               for dim, eff in zip(WINDOW_DIMS, spec.limits, strict=True) if eff]
+    if spec.rpd:
+        windows.append(WindowUse("rpd", spec.rpd - used.get("rpd", spec.rpd), spec.rpd, limits.rpd, 86400.0))
+    override = limiter.get_override(model) if stored else {}
+    return LimiterView(windows, used.get("ahead_ms", 0.0) / 1000, override)
 
 
 def _queues(conn: redis.Redis) -> dict[str, int]:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from ops.snapshot import Snapshot
+from ops.snapshot import LimiterView, Snapshot
 from shared.metrics import LATENCY_BUCKETS_S
 
 Totals = dict[str, dict[str, float]]
@@ -81,8 +81,15 @@ def _derive(m: dict[str, float]) -> None:
 def _model_live(snap: Snapshot, model: str) -> dict[str, Any]:
     return {"latency": latency_summary(snap.latency.get(model, {})),
             "state": asdict(snap.states[model]) if model in snap.states else None,
-            "buckets": {b.dimension: {"level": round(b.level, 3), "capacity": b.capacity, "limit": b.limit}
-                        for b in snap.buckets.get(model, [])}}
+            "limiter": _limiter(snap.limiters.get(model))}
+
+
+def _limiter(view: LimiterView | None) -> dict[str, Any]:
+    if view is None:
+        return {"window": {}, "ahead_s": 0.0, "override": {}}
+    return {"window": {w.dimension: {"used": int(w.used), "effective": w.effective, "limit": w.limit}
+                       for w in view.windows},
+            "ahead_s": round(view.ahead_s, 3), "override": view.override}
 
 
 def latency_summary(counts: dict[str, int]) -> dict[str, Any]:

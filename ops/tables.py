@@ -42,12 +42,16 @@ def models_table(data: dict[str, Any]) -> Table:
 
 
 def limits_table(data: dict[str, Any]) -> Table:
-    table = _table("model state; limiter buckets: level / capacity (provider limit)",
-                   ("model", "state", "cooldown", "rpm", "tpm", "ipm", "rpd left"))
+    table = _table("model state; limiter: used / genpool's ceiling (provider limit) in the trailing window, "
+                   "rpd: today", ("model", "state", "cooldown", "rpm", "tpm", "ipm", "rpd", "booked ahead",
+                                  "override"))
     for model, m in data["models"].items():
-        cells = [_bucket(m["buckets"].get(dim)) for dim in ("rpm", "tpm", "ipm", "rpd")]
+        limiter = m["limiter"]
+        cells = [_window(limiter["window"].get(dim)) for dim in ("rpm", "tpm", "ipm", "rpd")]
         state = m["state"] or {}
-        table.add_row(model, state_text(m["state"]), _clock(state.get("cooldown_until_s")), *cells)
+        override = " ".join(f"{k}={v}" for k, v in sorted(limiter["override"].items())) or "-"
+        table.add_row(model, state_text(m["state"]), _clock(state.get("cooldown_until_s")), *cells,
+                      f"{limiter['ahead_s']:.1f} s", override)
     return table
 
 
@@ -71,10 +75,10 @@ def state_text(state: dict[str, Any] | None) -> str:
     return f"{state['state']}{until}{reason}"
 
 
-def _bucket(bucket: dict[str, Any] | None) -> str:
-    if not bucket:
+def _window(window: dict[str, Any] | None) -> str:
+    if not window:
         return "-"
-    return f"{bucket['level']:.0f} / {bucket['capacity']:.0f} ({bucket['limit']})"
+    return f"{window['used']} / {window['effective']} ({window['limit']})"
 
 
 def _clock(at_s: float | None) -> str:

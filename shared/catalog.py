@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import ConfigError
+from shared.ratelimit.limits import DEFAULT_GUARD_MS, ModelLimits
 from shared.settings import Settings
 
 JOB_KINDS = ("text", "chat", "json", "image")
@@ -28,9 +29,8 @@ class ModelSpec:
     rpd: int = 0
     ipm: int = 0
     window_s: float = 60.0
-    safety: float = 0.99
-    burst: float = 0.01
-    token_burst: float = 0.05
+    safety: float = 1.0
+    guard_ms: int = DEFAULT_GUARD_MS
     max_retries: int = 2
     timeout_s: float = 30.0
     stall_s: float = 0.0  # a call this old, with no later call answered, counts as a breaker failure; 0 = off
@@ -39,6 +39,12 @@ class ModelSpec:
     price_input_per_mtok: float = 0.0
     price_output_per_mtok: float = 0.0
     price_per_image: float = 0.0
+
+    @property
+    def limits(self) -> ModelLimits:
+        """The model's quota as the limiter reads it."""
+        return ModelLimits(rpm=self.rpm, tpm=self.tpm, rpd=self.rpd, ipm=self.ipm, window_s=self.window_s,
+                           safety=self.safety, guard_ms=self.guard_ms)
 
     def cost_usd(self, prompt_tokens: int, output_tokens: int, images: int = 0) -> float:
         usd = (prompt_tokens * self.price_input_per_mtok + output_tokens * self.price_output_per_mtok) / 1e6
@@ -106,7 +112,14 @@ def parse_catalog(data: Mapping[str, Any], source: str = "catalog") -> Catalog:
     return Catalog(models=models, chains=chains)
 
 
+_RETIRED_FIELDS = {"burst", "token_burst"}  # the token buckets' shape: the exact window has none
+
+
 def _spec(model_id: str, body: Mapping[str, Any], source: str) -> ModelSpec:
+    retired = set(body) & _RETIRED_FIELDS
+    if retired:
+        raise ConfigError(f"{source}: model {model_id!r}: {', '.join(sorted(retired))} no longer exist (the limiter "
+                          "admits against the exact window; see docs/ratelimit.md): remove them")
     unknown = set(body) - _SPEC_FIELDS
     if unknown:
         raise ConfigError(f"{source}: model {model_id!r} has unknown keys: {', '.join(sorted(unknown))}")

@@ -22,13 +22,29 @@ def _model_tag(model: str) -> str:
 
 
 def model_limits(model: str) -> str:
-    """Hash: the model's live limits (rpm, tpm, rpd, ipm, window_ms, safety, burst); seeded from the catalog."""
+    """Hash: the model's effective limits (rpm tpm rpd ipm window_ms safety guard_ms) that acquire reads:
+    the catalog's overlaid with the operator's override. Written only by ``ratelimit/lua/limits.lua``."""
     return f"{_model_tag(model)}:limits"
 
 
-def model_bucket(model: str) -> str:
-    """Hash: token-bucket levels per dimension and the last refill time."""
-    return f"{_model_tag(model)}:bucket"
+def model_limits_catalog(model: str) -> str:
+    """Hash: the limits in the catalog of the worker that started last (it wins at start)."""
+    return f"{_model_tag(model)}:limits:catalog"
+
+
+def model_limits_override(model: str) -> str:
+    """Hash: an operator's run-time override (``genpool limits set``) until ``genpool limits reset``."""
+    return f"{_model_tag(model)}:limits:override"
+
+
+def model_window(model: str) -> str:
+    """Hash: the admission record's header: slot size, live slot list ends, sums, latest start, day counter."""
+    return f"{_model_tag(model)}:window"
+
+
+def model_slots(model: str) -> str:
+    """Hash (expires when idle): what started per time slot, r<k> t<k> i<k>, and the next live slot n<k>."""
+    return f"{_model_tag(model)}:slots"
 
 
 def model_state(model: str) -> str:

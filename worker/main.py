@@ -14,11 +14,14 @@ from collections.abc import Sequence
 
 import redis
 
+from shared.catalog import Catalog
 from shared.errors import ConfigError, GenpoolError
+from shared.ratelimit import RedisLimiter
+from shared.ratelimit.limits import format_changes
 from shared.settings import Settings
 from worker import logs, stalls
 from worker.pool import PoolWorker, queues_for
-from worker.runtime import Runtime, limits_for, redis_client, set_runtime
+from worker.runtime import Runtime, redis_client, set_runtime
 
 log = logging.getLogger("genpool.worker")
 
@@ -64,10 +67,22 @@ def prepare(settings: Settings) -> Runtime:
     settings.require_api_key()
     runtime = Runtime.build(settings)
     check_redis(runtime.redis, _redacted(settings.redis_url))
-    for model, spec in runtime.catalog.models.items():
-        runtime.limiter.seed(model, limits_for(spec))  # type: ignore[attr-defined]
+    sync_limits(runtime.limiter, runtime.catalog)  # type: ignore[arg-type]
     set_runtime(runtime)
     return runtime
+
+
+def sync_limits(limiter: RedisLimiter, catalog: Catalog) -> None:
+    """The catalog's limits win at start (the whole fleet reads them on its next acquire); one line
+    says what changed, and one that an operator's override is still on top."""
+    for model, spec in catalog.models.items():
+        change = limiter.sync(model, spec.limits)
+        if change.changed:
+            log.info("limits %s: %s (catalog)", model, format_changes(change.changed))
+        if change.override:
+            fields = " ".join(f"{k}={v}" for k, v in sorted(change.override.items()))
+            log.warning("limits %s: operator override in force (%s); `genpool limits reset %s` returns to the "
+                        "catalog", model, fields, model)
 
 
 def drain_once(runtime: Runtime) -> int:

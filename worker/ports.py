@@ -20,14 +20,17 @@ class Decision(Protocol):
     probe: bool  # this caller is the circuit breaker's half-open probe: report its outcome
     now_ms: int  # Redis's clock at the decision
 
+    @property
+    def start_at_ms(self) -> int: ...  # when the granted call may start, on Redis's clock
+
 
 class Limiter(Protocol):
     def acquire(self, model: str, requests: int = 1, tokens: int = 0, images: int = 0,
                 max_wait_ms: int = 0) -> Decision: ...
 
-    def settle(self, model: str, reserved_tokens: int, actual_tokens: int) -> Any: ...
+    def settle(self, model: str, start_ms: int, reserved_tokens: int, actual_tokens: int) -> Any: ...
 
-    def release(self, model: str, requests: int = 1, tokens: int = 0, images: int = 0) -> Any: ...
+    def release(self, model: str, start_ms: int, requests: int = 1, tokens: int = 0, images: int = 0) -> Any: ...
 
     def penalize(self, model: str, retry_after_ms: int, scope: str = "minute") -> Any: ...
 

@@ -216,21 +216,21 @@ class Runner:
         try:
             gen = self._generate(call, model, timeout_s, decision.now_ms)
         except e.GenpoolError as exc:
-            is_open = self._on_error(model, exc, tokens, decision)
+            is_open = self._on_error(model, exc, decision)
             trace.attempt(model, exc.kind, ports.clock() - started, wait_s)
             trace.model_failed(model, exc)
             if is_open:
                 raise BreakerOpen(exc) from exc
             raise
-        self._after_success(model, tokens, gen, decision.probe)
+        self._after_success(model, tokens, gen, decision)
         trace.attempt(model, "ok", ports.clock() - started, wait_s)
         return gen
 
-    def _after_success(self, model: str, tokens: int, gen: Generation, probe: bool) -> None:
+    def _after_success(self, model: str, tokens: int, gen: Generation, decision: Decision) -> None:
         """Bookkeeping after a paid answer: a Redis outage here must not throw the answer away."""
         try:
-            self.ports.limiter.settle(model, tokens, gen.prompt_tokens)
-            if probe:
+            self.ports.limiter.settle(model, decision.start_at_ms, tokens, gen.prompt_tokens)
+            if decision.probe:
                 self.ports.availability.record_success(model)
         except e.ServiceUnavailable as exc:
             log.warning("%s answered but its limiter/breaker update failed (%s); keeping the answer", model, exc)
@@ -259,10 +259,12 @@ class Runner:
                 reported += 1
         return reported
 
-    def _on_error(self, model: str, exc: e.GenpoolError, tokens: int, decision: Decision) -> bool:
-        """Settle the grant and tell the limiter / breaker; True when the model's breaker is open now."""
+    def _on_error(self, model: str, exc: e.GenpoolError, decision: Decision) -> bool:
+        """Tell the limiter / breaker; True when the model's breaker is open now.
+
+        A failed call's reservation stays counted: the provider may have counted it (a 5xx or a timeout
+        after admission), and a 429 tops the window up anyway (penalize)."""
         ports = self.ports
-        ports.limiter.settle(model, tokens, 0)
         if isinstance(exc, e.RateLimited):
             ports.limiter.penalize(model, int(policy.retry_after_s(exc) * 1000) or 1000, exc.scope)
         if isinstance(exc, e.ModelNotFound):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import redis
 
 from shared.availability import Availability, BreakerPolicy
-from shared.catalog import Catalog, ModelSpec, load_catalog
+from shared.catalog import Catalog, load_catalog
 from shared.redisconn import connect
 from shared.settings import Settings
 from shared.storage import S3Store
@@ -19,13 +19,6 @@ from worker.ports import Ports
 from worker.results import ResultStore
 from worker.runner import Runner, RunnerConfig
 from worker.spool import Spool
-
-
-def limits_for(spec: ModelSpec) -> object:
-    from shared.ratelimit import ModelLimits
-
-    return ModelLimits(rpm=spec.rpm, tpm=spec.tpm, rpd=spec.rpd, ipm=spec.ipm, window_s=spec.window_s,
-                       safety=spec.safety, burst=spec.burst, token_burst=spec.token_burst)
 
 
 def redis_client(settings: Settings, pool_size: int = 0) -> redis.Redis:
@@ -52,7 +45,7 @@ class Runtime:
         store = S3Store.from_settings(settings)
         spool = Spool(settings.spool_dir)
         results = ResultStore(conn, store, spool, settings.s3_prefix, settings.result_ttl_s)
-        limiter = RedisLimiter(conn, {m: limits_for(s) for m, s in catalog.models.items()})  # type: ignore[arg-type]
+        limiter = RedisLimiter(conn, {m: s.limits for m, s in catalog.models.items()})
         gateway = GeminiGateway(settings, max_connections=max(256, settings.concurrency * 2))
         availability = Availability(conn, BreakerPolicy.from_settings(settings))
         ports = Ports(gateway=gateway, limiter=limiter, availability=availability, results=results,  # type: ignore[arg-type]

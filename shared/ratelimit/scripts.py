@@ -13,12 +13,12 @@ from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 LUA_DIR = Path(__file__).with_name("lua")
-LIBRARY = "_bucket.lua"
+LIBRARY = "_window.lua"
 
 
 @cache
 def source(name: str) -> str:
-    """A script's full source: the shared bucket library, then the script body."""
+    """A script's full source: the shared window library, then the script body."""
     return f"{(LUA_DIR / LIBRARY).read_text()}\n{(LUA_DIR / f'{name}.lua').read_text()}"
 
 
@@ -28,12 +28,12 @@ class Scripts:
     settle: Script
     penalize: Script
     levels: Script
-    seed: Script
+    limits: Script
 
     @classmethod
     def register(cls, client: redis.Redis) -> Scripts:
         """No round trip: redis-py hashes locally and loads a script only when Redis answers NOSCRIPT."""
-        names = ("acquire", "settle", "penalize", "levels", "seed")
+        names = ("acquire", "settle", "penalize", "levels", "limits")
         return cls(**{name: client.register_script(source(name)) for name in names})
 
 

@@ -1,15 +1,15 @@
-"""The storage: one shared budget per model in Redis, one Lua round trip per call.
+"""The storage: one shared admission record per model in Redis, one Lua round trip per call.
 
-Every script touches only one model's three keys (same ``{m:<model>}`` hash tag, so one Cluster slot)
-and takes "now" from Redis's clock. Redis failures surface as ``LimiterUnavailable``: the caller
-fails closed (no Gemini call without a grant).
+Every script touches only one model's keys (same ``{m:<model>}`` hash tag, so one Cluster slot) and
+takes "now" from Redis's clock. Redis failures surface as ``LimiterUnavailable``: the caller fails
+closed (no Gemini call without a grant).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Literal
 
 import redis
@@ -19,10 +19,10 @@ from shared import keys
 from shared.errors import ConfigError, LimiterUnavailable
 from shared.ratelimit.days import current_pacific_offset_ms
 from shared.ratelimit.decision import Decision, from_reply, is_unconfigured
-from shared.ratelimit.limits import FIELD_NAMES, ModelLimits
+from shared.ratelimit.limits import FIELD_NAMES, ModelLimits, fields_from_text
 from shared.ratelimit.scripts import Scripts, evalsha
 
-#: What a 429 hit: "minute" = every per-window bucket (the provider rarely says which), one of them, or
+#: What a 429 hit: "minute" = every window dimension (the provider rarely says which), one of them, or
 #: "day" (a per-day quota: cool down until the next Pacific midnight).
 Scope = Literal["minute", "rpm", "tpm", "ipm", "day"]
 SCOPES: frozenset[str] = frozenset(("minute", "rpm", "tpm", "ipm", "day"))
@@ -39,6 +39,19 @@ def _boundary(operation: str, model: str) -> Iterator[None]:
         raise LimiterUnavailable(f"rate limiter cannot {operation} for {model!r}: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class LimitsChange:
+    """What a write of the limits did: the effective limits before and after, and the override in force."""
+
+    before: ModelLimits | None
+    after: ModelLimits
+    override: dict[str, str]
+
+    @property
+    def changed(self) -> dict[str, tuple[object, object]]:
+        return self.after.changes_from(self.before) if self.before != self.after else {}
+
+
 class RedisLimiter:
     """Shared per-model rate limiter; ``defaults`` (the catalog) seed models Redis has no limits for."""
 
@@ -49,107 +62,142 @@ class RedisLimiter:
         self._probe_ms = probe_ms
         self._utc_offset_ms = utc_offset_ms
         self._scripts = Scripts.register(redis)
-        self._acquire_keys: dict[str, tuple[int | bytes, ...]] = {}
+        self._keys: dict[str, tuple[bytes, bytes, bytes, bytes]] = {}
+
+    # -- the hot path: once per Gemini call ---------------------------------------------------------
 
     def acquire(self, model: str, requests: int = 1, tokens: int = 0, images: int = 0,
                 max_wait_ms: int = 0) -> Decision:
-        """Take ``requests``/``tokens``/``images`` from every dimension at once, or nothing."""
+        """Reserve ``requests``/``tokens``/``images`` in every dimension at one start time, or nothing."""
         if requests < 0 or tokens < 0 or images < 0 or max_wait_ms < 0:
             _require_non_negative(requests=requests, tokens=tokens, images=images, max_wait_ms=max_wait_ms)
-        # The hot path (every Gemini call): EVALSHA with keys encoded once per model, no extra layers.
-        command = (*self._numkeys_and_keys(model), requests, tokens, images, max_wait_ms,
+        limits_key, window_key, state_key, slots_key = self._model_keys(model)
+        command = (4, limits_key, window_key, state_key, slots_key, requests, tokens, images, max_wait_ms,
                    self._utc_offset_ms(), self._probe_ms)
-        reply = self._call_acquire(model, command)
+        reply = self._call(model, "acquire", self._scripts.acquire, command)
         if is_unconfigured(reply):
             self.seed(model, self._default_for(model))
-            reply = self._call_acquire(model, command)
+            reply = self._call(model, "acquire", self._scripts.acquire, command)
         if is_unconfigured(reply):  # deleted again in between: give up, closed
             raise ConfigError(f"rate limiter has no limits for model {model!r}")
         return from_reply(reply)
 
-    def settle(self, model: str, reserved_tokens: int, actual_tokens: int) -> dict[str, float]:
-        """Refund (clamped at capacity) or charge the difference between reserved and used tokens."""
-        return self._credit(model, (0, reserved_tokens - actual_tokens, 0, 0), "settle")
+    def settle(self, model: str, start_ms: int, reserved_tokens: int, actual_tokens: int) -> dict[str, float]:
+        """The call started at ``start_ms`` used ``actual_tokens``: refund or charge the difference there."""
+        return self._adjust(model, start_ms, (0, actual_tokens - reserved_tokens, 0), 0, "settle")
 
-    def release(self, model: str, requests: int = 1, tokens: int = 0, images: int = 0) -> dict[str, float]:
-        """Give back a grant that was never used (clamped at capacity; today's request count too)."""
+    def release(self, model: str, start_ms: int, requests: int = 1, tokens: int = 0,
+                images: int = 0) -> dict[str, float]:
+        """Give back a grant that was never used (and today's request count)."""
         _require_non_negative(requests=requests, tokens=tokens, images=images)
-        return self._credit(model, (requests, tokens, images, requests), "release")
+        return self._adjust(model, start_ms, (-requests, -tokens, -images), requests, "release")
 
     def penalize(self, model: str, retry_after_ms: int, scope: Scope = "minute") -> int:
-        """A 429: cool the whole fleet down for this model and drain ``scope``; returns the cooldown end."""
+        """A 429: cool the fleet down for this model and count ``scope``'s window as full; returns the end."""
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {sorted(SCOPES)}, got {scope!r}")
         _require_non_negative(retry_after_ms=retry_after_ms)
-        with _boundary("penalize", model):
-            until_ms = self._scripts.penalize(keys=_keys(model),
-                                              args=(retry_after_ms, scope, self._utc_offset_ms()))
-        return int(until_ms)
+        limits_key, window_key, state_key, slots_key = self._model_keys(model)
+        command = (4, limits_key, window_key, state_key, slots_key, retry_after_ms, scope, self._utc_offset_ms())
+        return int(self._call(model, "penalize", self._scripts.penalize, command))
 
     def levels(self, model: str) -> dict[str, float]:
-        """Bucket levels refilled to now (negative = reserved ahead), plus ``rpd``: requests left today."""
-        with _boundary("read levels", model):
-            reply = self._scripts.levels(keys=_keys(model)[:2], args=(self._utc_offset_ms(),))
+        """What the window counts for the next possible start per limited dimension, ``ahead_ms`` (how far
+        ahead starts are booked) and ``rpd`` (requests left today)."""
+        limits_key, window_key, _, slots_key = self._model_keys(model)
+        reply = self._call(model, "read levels", self._scripts.levels,
+                           (3, limits_key, window_key, slots_key, self._utc_offset_ms()))
         return _pairs(reply)
 
+    # -- the limits: the catalog wins at start, an operator's override until reset ------------------
+
+    def sync(self, model: str, catalog: ModelLimits) -> LimitsChange:
+        """A worker starting: its catalog's limits become the model's (the override stays on top)."""
+        return self._write_limits(model, "sync", catalog, {})
+
     def seed(self, model: str, limits: ModelLimits) -> bool:
-        """Write ``limits`` only if the model has none yet (an operator's runtime change survives)."""
-        flat = [part for item in limits.to_hash().items() for part in item]
-        with _boundary("seed limits", model):
-            return bool(self._scripts.seed(keys=[keys.model_limits(model)], args=flat))
+        """Write ``limits`` only if the model has none yet; True when written."""
+        return self._write_limits(model, "seed", limits, {}).before is None
 
     def set_limits(self, model: str, **fields: float) -> ModelLimits:
-        """Overwrite some limit fields at run time (validated); the next acquire anywhere uses them."""
-        unknown = set(fields) - FIELD_NAMES
+        """An operator's override of some fields (validated); kept until ``reset_limits``."""
+        unknown = set(fields) - set(FIELD_NAMES)
         if unknown:
-            raise ConfigError(f"unknown limit fields {sorted(unknown)}; known: {sorted(FIELD_NAMES)}")
-        stored = self.get_limits(model)
-        updated = dataclasses.replace(stored or self._defaults.get(model, ModelLimits()), **fields)  # type: ignore[arg-type]
-        # Only the named fields over a stored hash (another operator may be changing the others);
-        # everything when the model had no limits yet, so the unnamed ones are not left unlimited.
-        written = {name: value for name, value in updated.to_hash().items()
-                   if stored is None or _is_written(name, fields)}
-        with _boundary("set limits", model):
-            self._redis.hset(keys.model_limits(model), mapping=written)  # type: ignore[arg-type]
-        return updated
+            raise ConfigError(f"unknown limit fields {sorted(unknown)}; known: {', '.join(FIELD_NAMES)}")
+        current = self.get_limits(model) or self._defaults.get(model, ModelLimits())
+        validated = ModelLimits(**{**current.__dict__, **fields_from_text({k: str(v) for k, v in fields.items()})})
+        override = {name: value for name, value in validated.to_hash().items() if _named(name, fields)}
+        return self._write_limits(model, "set", self._defaults.get(model), override).after
+
+    def reset_limits(self, model: str) -> ModelLimits:
+        """Drop the override: back to the catalog's limits."""
+        return self._write_limits(model, "reset", self._defaults.get(model), {}).after
 
     def get_limits(self, model: str) -> ModelLimits | None:
+        """The effective limits (what acquire uses), or None before the model's first use."""
         with _boundary("read limits", model):
             raw = self._redis.hgetall(keys.model_limits(model))
         return ModelLimits.from_hash(raw) if raw else None  # type: ignore[arg-type]
 
-    def _numkeys_and_keys(self, model: str) -> tuple[int | bytes, ...]:
-        cached = self._acquire_keys.get(model)
-        if cached is None:
-            cached = self._acquire_keys[model] = (3, *(key.encode() for key in _keys(model)))
+    def get_override(self, model: str) -> dict[str, str]:
+        with _boundary("read limits", model):
+            raw = self._redis.hgetall(keys.model_limits_override(model))
+        return _text_hash(raw)  # type: ignore[arg-type]
+
+    def get_catalog(self, model: str) -> ModelLimits | None:
+        """The limits the last worker to start had in its catalog."""
+        with _boundary("read limits", model):
+            raw = self._redis.hgetall(keys.model_limits_catalog(model))
+        return ModelLimits.from_hash(raw) if raw else None  # type: ignore[arg-type]
+
+    def _write_limits(self, model: str, mode: str, catalog: ModelLimits | None,
+                      override: Mapping[str, str]) -> LimitsChange:
+        items = [part for pair in (catalog.to_hash().items() if catalog else ()) for part in pair]
+        args = (mode, len(items), *items, *(part for pair in override.items() for part in pair))
+        key_list = [keys.model_limits(model), keys.model_limits_catalog(model), keys.model_limits_override(model)]
+        with _boundary(f"{mode} limits", model):
+            before, after = self._scripts.limits(keys=key_list, args=args)
+        current = ModelLimits.from_hash(_text_hash(_items(after)))
+        return LimitsChange(ModelLimits.from_hash(_text_hash(_items(before))) if before else None, current,
+                            self.get_override(model))
+
+    # -- plumbing -----------------------------------------------------------------------------------
+
+    def _adjust(self, model: str, start_ms: int, deltas: tuple[int, int, int], give_back: int,
+                operation: str) -> dict[str, float]:
+        limits_key, window_key, _, slots_key = self._model_keys(model)
+        command = (3, limits_key, window_key, slots_key, start_ms, *deltas, give_back, self._utc_offset_ms())
+        return _pairs(self._call(model, operation, self._scripts.settle, command))
+
+    def _model_keys(self, model: str) -> tuple[bytes, bytes, bytes, bytes]:
+        cached = self._keys.get(model)
+        if cached is None:  # encoded once per model: acquire pays for every microsecond
+            names = (keys.model_limits(model), keys.model_window(model), keys.model_state(model),
+                     keys.model_slots(model))
+            cached = self._keys[model] = tuple(name.encode() for name in names)  # type: ignore[assignment]
         return cached
 
-    def _call_acquire(self, model: str, command: Sequence[int | bytes]) -> bytes:
-        try:
-            return evalsha(self._redis, self._scripts.acquire, command)  # type: ignore[no-any-return]
-        except _UNREACHABLE as exc:
-            raise LimiterUnavailable(f"rate limiter cannot acquire for {model!r}: {exc}") from exc
-
-    def _credit(self, model: str, amounts: Sequence[int], operation: str) -> dict[str, float]:
-        _, limits_key, bucket_key, _ = self._numkeys_and_keys(model)
-        with _boundary(operation, model):  # once per Gemini call too (settle): the lean path, like acquire
-            reply = evalsha(self._redis, self._scripts.settle,
-                            (2, limits_key, bucket_key, *amounts, self._utc_offset_ms()))
-        return _pairs(reply)
+    def _call(self, model: str, operation: str, script: object, command: Sequence[object]) -> bytes:
+        with _boundary(operation, model):
+            return evalsha(self._redis, script, command)  # type: ignore[arg-type,no-any-return]
 
     def _default_for(self, model: str) -> ModelLimits:
         if model not in self._defaults:
             raise ConfigError(f"rate limiter has no limits for model {model!r}: add it to the catalog "
-                              "or seed its limits in Redis")
+                              "or set them with `genpool limits set`")
         return self._defaults[model]
 
 
-def _keys(model: str) -> list[str]:
-    return [keys.model_limits(model), keys.model_bucket(model), keys.model_state(model)]
-
-
-def _is_written(hash_field: str, fields: Mapping[str, object]) -> bool:
+def _named(hash_field: str, fields: Mapping[str, object]) -> bool:
     return (hash_field == "window_ms" and "window_s" in fields) or hash_field in fields
+
+
+def _items(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def _text_hash(raw: Mapping[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in raw.items()}
 
 
 def _pairs(reply: Sequence[bytes]) -> dict[str, float]:

@@ -1,30 +1,60 @@
-"""The strategy: token-bucket math, pure and clock-injected. ``lua/_bucket.lua`` mirrors it op for op.
+"""The strategy: admission against the provider's own trailing window, pure and clock-injected.
 
-Each dimension is a bucket of capacity C refilled at r = (L' - C) / window, so any window of length
-``window`` admits at most C + r * window = L' units (see docs/ratelimit.md for the proof sketch).
-A grant may lie in the future ("reservation ahead"): it is debited *as of* its start time, and the
-stored level stays expressed at "now", so it may be negative while reservations are queued.
+The provider (Gemini, and our simulator) admits a request arriving at ``a`` when what it admitted in
+``(a - W, a]`` plus this request stays within the limit. The limiter keeps the same record: how much
+each admitted request used, at its start time, in slots of ``slot_ms`` (``W / SLOTS_PER_WINDOW``).
+A request may start at the earliest ``s`` (never before the latest start already granted: starts are
+FIFO) where the trailing window of ``span = W + guard`` before ``s`` plus its cost fits under L'.
+A slot counts until its *last* millisecond has left the span, so a slot can only over-count (by at most
+one slot of time per window, 0.17 % at 60 s): never an admission the provider would refuse.
+
+``lua/_window.lua`` mirrors this module operation for operation (all integers: bit-identical);
+``ReferenceWindow`` is the in-memory twin the contract tests compare the Lua against.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
-from shared.ratelimit.limits import BUCKET_DIMS, ModelLimits
+from shared.ratelimit.limits import WINDOW_DIMS, ModelLimits
 
-#: Absorbs float noise such as 29 * 0.01 = 0.29000000000000004 before floor/ceil (same in Lua).
+#: Slots per window: time resolution of the record (100 ms at 60 s) against memory (slots per model).
+SLOTS_PER_WINDOW = 600
+#: The most slots one acquire looks ahead for room; past it the answer is "wait" with a lower bound.
+MAX_WALK = 256
+#: Absorbs float noise such as 29 * 0.01 = 0.29000000000000004 before floor (same in Lua).
 EPSILON = 1e-9
+
+Costs = tuple[int, int, int]  # requests, tokens, images: the order of WINDOW_DIMS
 
 
 @dataclass(frozen=True)
-class BucketSpec:
-    """One dimension's bucket: ``limit`` = L' (effective), ``capacity`` = C, refill per millisecond."""
+class WindowSpec:
+    """One model's admission rule: L' per window dimension (0 = unlimited), L'rpd, span and slot size."""
 
-    limit: int
-    capacity: int
-    rate_per_ms: float
+    limits: Costs
+    rpd: int
+    span_ms: int
+    slot_ms: int
+
+    def free_at_ms(self, slot: int) -> int:
+        """The first start time at which nothing in ``slot`` counts any more."""
+        return (slot + 1) * self.slot_ms - 1 + self.span_ms
+
+    def slot_of(self, at_ms: int) -> int:
+        return at_ms // self.slot_ms
+
+    def misfit(self, sums: Sequence[int], costs: Costs) -> str:
+        """"" if ``costs`` fit on top of ``sums`` in every limited dimension, else the first that does not.
+
+        A cost above L' fits only an empty window (the provider would refuse it anyway; it still gets
+        one try, alone)."""
+        for i, limit in enumerate(self.limits):
+            if limit and costs[i] > 0 and sums[i] + min(costs[i], limit) > limit:
+                return WINDOW_DIMS[i]
+        return ""
 
 
 def effective_limit(limit: int, safety: float) -> int:
@@ -34,59 +64,15 @@ def effective_limit(limit: int, safety: float) -> int:
     return max(1, math.floor(limit * safety + EPSILON))
 
 
-def bucket_spec(limit: int, safety: float, burst: float, window_ms: int) -> BucketSpec | None:
-    """C = ceil(L' * burst) kept within [1, L' - 1]; r = (L' - C) / window. ``None`` = unlimited."""
-    eff = effective_limit(limit, safety)
-    if eff == 0:
-        return None
-    capacity = max(1, min(math.ceil(eff * burst - EPSILON), eff - 1))
-    # L' = 1 leaves no room for C < L': refill one unit per window (grants spaced >= window apart).
-    return BucketSpec(eff, capacity, max(1, eff - capacity) / window_ms)
+def slot_ms_for(window_ms: int) -> int:
+    return max(1, -(-window_ms // SLOTS_PER_WINDOW))
 
 
-def specs_for(limits: ModelLimits) -> dict[str, BucketSpec]:
-    """The limited bucket dimensions of a model."""
-    specs = {}
-    for dim in BUCKET_DIMS:
-        spec = bucket_spec(getattr(limits, dim), limits.safety, limits.burst_for(dim), limits.window_ms)
-        if spec is not None:
-            specs[dim] = spec
-    return specs
-
-
-def refill(level: float, spec: BucketSpec, elapsed_ms: float) -> float:
-    return min(spec.capacity, level + spec.rate_per_ms * max(0.0, elapsed_ms))
-
-
-def wait_for(level: float, cost: int, spec: BucketSpec) -> float:
-    """Milliseconds until ``level`` covers ``cost``; a cost above C waits for a full bucket instead."""
-    need = min(cost, spec.capacity)
-    if cost <= 0 or level >= need:
-        return 0.0
-    return (need - level) / spec.rate_per_ms
-
-
-def level_after(level: float, cost: int, spec: BucketSpec, delay_ms: int) -> float:
-    """The level now after debiting ``cost`` as of ``delay_ms`` ahead (refill lost to the cap counts)."""
-    ahead = spec.rate_per_ms * delay_ms
-    return min(spec.capacity, level + ahead) - cost - ahead
-
-
-def credit(level: float, amount: float, spec: BucketSpec) -> float:
-    """Give back (amount > 0, clamped at C) or charge (amount < 0, may go into debt)."""
-    return min(spec.capacity, level + amount) if amount > 0 else level + amount
-
-
-def plan(levels: Mapping[str, float], costs: Mapping[str, int], specs: Mapping[str, BucketSpec],
-         floor_wait_ms: float = 0.0, floor_reason: str = "") -> tuple[int, str]:
-    """The wait (whole ms, rounded up) before every dimension covers its cost, and the binding reason."""
-    wait_ms, reason = (floor_wait_ms, floor_reason) if floor_wait_ms > 0 else (0.0, "")
-    for dim in BUCKET_DIMS:
-        if dim in specs and costs.get(dim, 0) > 0:
-            dim_wait_ms = wait_for(levels[dim], costs[dim], specs[dim])
-            if dim_wait_ms > wait_ms:
-                wait_ms, reason = dim_wait_ms, dim
-    return math.ceil(wait_ms), reason
+def spec_for(limits: ModelLimits) -> WindowSpec:
+    lims = tuple(effective_limit(getattr(limits, dim), limits.safety) for dim in WINDOW_DIMS)
+    return WindowSpec(limits=lims,  # type: ignore[arg-type]
+                      rpd=effective_limit(limits.rpd, limits.safety),
+                      span_ms=limits.window_ms + limits.guard_ms, slot_ms=slot_ms_for(limits.window_ms))
 
 
 @dataclass(frozen=True)
@@ -99,36 +85,116 @@ class Outcome:
     reason: str
 
 
-class ReferenceBuckets:
-    """In-memory twin of ``acquire.lua``'s bucket part (no day counter, no state hash)."""
+@dataclass
+class Record:
+    """What was admitted: per slot (ascending) the requests, tokens, images started in it."""
+
+    slots: dict[int, list[int]] = field(default_factory=dict)
+    sums: list[int] = field(default_factory=lambda: [0, 0, 0])
+    last_ms: int = 0
+
+    def pop_oldest(self) -> int:
+        slot = next(iter(self.slots))
+        for i, amount in enumerate(self.slots.pop(slot)):
+            self.sums[i] -= amount
+        if not self.slots:
+            self.sums = [0, 0, 0]
+        return slot
+
+    def expire(self, spec: WindowSpec, at_ms: int) -> None:
+        """Drop every slot that no start at or after ``at_ms`` can count."""
+        if self.slots and spec.free_at_ms(next(reversed(self.slots))) <= at_ms:
+            self.slots.clear()
+            self.sums = [0, 0, 0]
+        while self.slots and spec.free_at_ms(next(iter(self.slots))) <= at_ms:
+            self.pop_oldest()
+
+    def add(self, slot: int, costs: Sequence[int]) -> None:
+        values = self.slots.setdefault(slot, [0, 0, 0])
+        for i in range(3):
+            values[i] += costs[i]
+            self.sums[i] += costs[i]
+
+    def adjust(self, spec: WindowSpec, slot: int, deltas: Costs, at_ms: int) -> None:
+        """Settle: a live slot by ``deltas`` (never below 0); a charge whose slot is gone but not yet out
+        of the window lands on the newest slot (counts longer: safe); anything else is out of every
+        future window already."""
+        if slot in self.slots:
+            values = self.slots[slot]
+            for i in range(3):
+                new = max(0, values[i] + deltas[i])
+                self.sums[i] += new - values[i]
+                values[i] = new
+        elif self.slots and spec.free_at_ms(slot) > at_ms and any(d > 0 for d in deltas):
+            self.add(next(reversed(self.slots)), [max(0, d) for d in deltas])
+
+
+@dataclass(frozen=True)
+class Plan:
+    start_ms: int
+    reason: str
+    fits: bool
+    popped: int  # slots the walk looked past (dropped from the record only if the plan is taken)
+
+
+def plan(record: Record, spec: WindowSpec, costs: Costs, now_ms: int, cooldown_until_ms: int) -> Plan:
+    """The earliest start for ``costs``: no sooner than now, the latest start and the cooldown; then past
+    the oldest slots until the window fits. Mutates ``record`` (the caller works on a copy)."""
+    earliest = max(now_ms, record.last_ms)
+    start = max(earliest, cooldown_until_ms)
+    record.expire(spec, start)
+    first_misfit = missing = spec.misfit(record.sums, costs)
+    popped = 0
+    while missing and record.slots and popped < MAX_WALK:
+        start = max(start, spec.free_at_ms(record.pop_oldest()))
+        popped += 1
+        missing = spec.misfit(record.sums, costs)
+    if missing and record.slots:  # walk capped: a lower bound
+        start = max(start, spec.free_at_ms(next(iter(record.slots))))
+    return Plan(start, _reason(first_misfit, popped, start, now_ms, earliest, cooldown_until_ms), not missing, popped)
+
+
+def _reason(first_misfit: str, popped: int, start: int, now_ms: int, earliest: int, cooldown_until_ms: int) -> str:
+    if popped:
+        return first_misfit
+    if start <= now_ms:
+        return ""
+    return "cooldown" if cooldown_until_ms > earliest else "queued"
+
+
+class ReferenceWindow:
+    """In-memory twin of the window part of ``acquire.lua`` / ``settle.lua`` (no day counter, no state hash)."""
 
     def __init__(self, limits: ModelLimits, clock: Callable[[], int]) -> None:
-        self.specs = specs_for(limits)
+        self.spec = spec_for(limits)
         self.clock = clock
-        self.levels: dict[str, float] = {dim: float(spec.capacity) for dim, spec in self.specs.items()}
-        self.ts_ms = clock()
+        self.record = Record()
 
-    def levels_at(self, now_ms: int) -> dict[str, float]:
-        return {dim: refill(self.levels[dim], spec, now_ms - self.ts_ms) for dim, spec in self.specs.items()}
-
-    def acquire(self, costs: Mapping[str, int], max_wait_ms: int, cooldown_until_ms: int = 0) -> Outcome:
-        """Like the script, stores refilled levels only on a grant (float refill is path-dependent)."""
+    def acquire(self, costs: Costs, max_wait_ms: int, cooldown_until_ms: int = 0) -> Outcome:
         now_ms = self.clock()
-        levels = self.levels_at(now_ms)
-        cooldown_ms = max(0, cooldown_until_ms - now_ms)
-        wait_ms, reason = plan(levels, costs, self.specs, cooldown_ms, "cooldown")
-        if wait_ms > max_wait_ms:
-            return Outcome(False, 0, wait_ms, reason)
-        for dim, spec in self.specs.items():
-            if costs.get(dim, 0) > 0:
-                levels[dim] = level_after(levels[dim], costs[dim], spec, wait_ms)
-        self.levels, self.ts_ms = levels, now_ms
-        return Outcome(True, wait_ms, 0, reason)
+        self.record.expire(self.spec, max(now_ms, self.record.last_ms))
+        trial = Record(dict((k, list(v)) for k, v in self.record.slots.items()), list(self.record.sums),
+                       self.record.last_ms)
+        found = plan(trial, self.spec, costs, now_ms, cooldown_until_ms)
+        wait_ms = found.start_ms - now_ms
+        if not found.fits or wait_ms > max_wait_ms:
+            return Outcome(False, 0, wait_ms, found.reason)
+        trial.add(self.spec.slot_of(found.start_ms), costs)
+        trial.last_ms = found.start_ms
+        self.record = trial
+        return Outcome(True, wait_ms, 0, found.reason)
 
-    def credit(self, amounts: Mapping[str, float]) -> None:
+    def settle(self, start_ms: int, deltas: Costs) -> None:
         now_ms = self.clock()
-        levels = self.levels_at(now_ms)
-        for dim, amount in amounts.items():
-            if dim in self.specs:
-                levels[dim] = credit(levels[dim], amount, self.specs[dim])
-        self.levels, self.ts_ms = levels, now_ms
+        at_ms = max(now_ms, self.record.last_ms)
+        self.record.expire(self.spec, at_ms)
+        self.record.adjust(self.spec, self.spec.slot_of(start_ms), deltas, at_ms)
+
+    def penalize(self) -> None:
+        """A 429 (scope: every dimension): the window counts as full from the latest start on."""
+        at_ms = max(self.clock(), self.record.last_ms)
+        self.record.expire(self.spec, at_ms)
+        fill = [max(0, limit - used) if limit else 0 for limit, used in zip(self.spec.limits, self.record.sums,
+                                                                           strict=True)]
+        self.record.add(self.spec.slot_of(at_ms), fill)
+        self.record.last_ms = at_ms

@@ -16,12 +16,14 @@ from shared.ratelimit import ModelLimits, RedisLimiter
 
 CALLS: dict[str, Callable[[RedisLimiter], object]] = {
     "acquire": lambda lim: lim.acquire("m", tokens=10),
-    "settle": lambda lim: lim.settle("m", 10, 5),
-    "release": lambda lim: lim.release("m"),
+    "settle": lambda lim: lim.settle("m", 0, 10, 5),
+    "release": lambda lim: lim.release("m", 0),
     "penalize": lambda lim: lim.penalize("m", 1000),
     "levels": lambda lim: lim.levels("m"),
     "seed": lambda lim: lim.seed("m", ModelLimits(rpm=1)),
     "set_limits": lambda lim: lim.set_limits("m", rpm=1),
+    "reset_limits": lambda lim: lim.reset_limits("m"),
+    "sync": lambda lim: lim.sync("m", ModelLimits(rpm=1)),
     "get_limits": lambda lim: lim.get_limits("m"),
 }
 

@@ -30,6 +30,10 @@ class Decision:
     probe: bool = False
     now_ms: int = 0
 
+    @property
+    def start_at_ms(self) -> int:
+        return self.now_ms + self.delay_ms
+
 
 class FakeLimiter:
     def __init__(self, decisions: dict[str, list[Decision]] | None = None) -> None:
@@ -46,10 +50,10 @@ class FakeLimiter:
             return script.pop(0) if len(script) > 1 else script[0]
         return Decision()
 
-    def settle(self, model: str, reserved_tokens: int, actual_tokens: int) -> None:
+    def settle(self, model: str, start_ms: int, reserved_tokens: int, actual_tokens: int) -> None:
         self.settled.append((model, reserved_tokens, actual_tokens))
 
-    def release(self, model: str, requests: int = 1, tokens: int = 0, images: int = 0) -> None:
+    def release(self, model: str, start_ms: int, requests: int = 1, tokens: int = 0, images: int = 0) -> None:
         pass
 
     def penalize(self, model: str, retry_after_ms: int, scope: str = "minute") -> None:
@@ -231,7 +235,9 @@ def test_server_errors_then_success_on_the_same_model() -> None:
     assert [a.attempt for a in record.attempt_log] == [1, 2, 3]
     assert w.time.sleeps == [0.5, 1.0]
     assert w.availability.calls == [("failure", "m1", "server_error")] * 2
-    assert [s[2] for s in w.limiter.settled] == [0, 0, 10]  # failed calls refund their tokens
+    # Only the answered call settles: a failed one stays counted as reserved (the provider may have
+    # counted a 5xx or a timeout; a 429 tops the window up through penalize anyway).
+    assert [s[2] for s in w.limiter.settled] == [10]
 
 
 def test_model_not_found_marks_down_and_falls_back() -> None:

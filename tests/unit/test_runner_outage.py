@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from shared import errors as e
-from tests.unit.test_runner import FakeLimiter, World, envelope_for
+from tests.unit.test_runner import FakeAvailability, FakeLimiter, World, envelope_for
 
 
 class DownLimiter(FakeLimiter):
@@ -22,10 +22,10 @@ class DownLimiter(FakeLimiter):
             raise e.LimiterUnavailable(f"rate limiter unreachable for {model!r}")
         return super().acquire(model, requests, tokens, images, max_wait_ms)
 
-    def settle(self, model: str, reserved_tokens: int, actual_tokens: int) -> None:
+    def settle(self, model: str, start_ms: int, reserved_tokens: int, actual_tokens: int) -> None:
         if self.settle_down:
             raise e.LimiterUnavailable(f"rate limiter cannot settle for {model!r}")
-        super().settle(model, reserved_tokens, actual_tokens)
+        super().settle(model, start_ms, reserved_tokens, actual_tokens)
 
 
 def test_limiter_outage_defers_the_job_instead_of_failing_it() -> None:
@@ -38,8 +38,15 @@ def test_limiter_outage_defers_the_job_instead_of_failing_it() -> None:
     assert w.results.saved == []  # no failed record for an outage
 
 
-def test_limiter_outage_after_a_failed_call_defers_too() -> None:
-    w = World(limiter=DownLimiter(settle_down=True))
+class DownAvailability(FakeAvailability):
+    """The breaker's Redis is unreachable when a failure is recorded."""
+
+    def record_failure(self, model: str, reason: str, granted_at_ms: int = 0) -> bool:
+        raise e.LimiterUnavailable("cannot reach Redis to record model availability")
+
+
+def test_redis_outage_after_a_failed_call_defers_too() -> None:
+    w = World(availability=DownAvailability())
     w.gateway.scripts["m1"] = [e.ServerError("503 overloaded")]
     with pytest.raises(e.Deferred):
         w.run(envelope_for())

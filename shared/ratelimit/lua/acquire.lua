@@ -1,5 +1,5 @@
 -- acquire: one atomic decision for one model, all dimensions or none.
--- KEYS: limits, bucket, state (one model, one hash slot).
+-- KEYS: limits, window, state, slots (one model, one hash slot).
 -- ARGV: requests, tokens, images, max_wait_ms, utc_offset_ms (Pacific), probe_ms.
 -- Reply: one string 'status|delay_ms|wait_ms|now_ms|probe|reason' (a single bulk string parses
 -- faster in redis-py than a six-element array; reason last, as an operator's text may hold '|').
@@ -25,32 +25,38 @@ end
 
 local costs = {tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])}
 local max_wait_ms, offset_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
-local bucket = read_bucket(KEYS[2])
-local count = day_count(bucket, now, offset_ms)
+local w = read_window(KEYS[2], KEYS[4], model, false)
+local count = day_count(w, now, offset_ms)
 local counts_today = model.rpd > 0 and costs[1] > 0
 -- Never a delayed grant across midnight: it would belong to tomorrow's count.
 if counts_today and count + costs[1] > model.rpd then
   return reply('wait', 0, next_midnight_ms(now, offset_ms) - now, now, 0, 'rpd')
 end
 
-local levels = current_levels(bucket, model, now)
-local cooldown_ms = max(0, (tonumber(state[5]) or 0) - now)
-local wait_ms, reason = plan(levels, costs, model, cooldown_ms, 'cooldown')
-if wait_ms > max_wait_ms then return reply('wait', 0, wait_ms, now, 0, reason) end
-
-for i = 1, 3 do
-  if levels[i] and costs[i] > 0 then
-    levels[i] = level_after(levels[i], costs[i], model.cap[i], model.rate[i], wait_ms)
+local earliest = max(now, w.last)
+expire(w, model, KEYS[4], earliest)  -- no later start can count these: gone for good
+local mark = checkpoint(w)
+local start, reason, fits = plan(w, model, KEYS[4], costs, now, earliest, tonumber(state[5]) or 0)
+local wait_ms = start - now
+if not fits or wait_ms > max_wait_ms then
+  rollback(w, mark)
+  if w.clear or #w.dead > 0 then
+    flush(w, KEYS[4])
+    save_header(KEYS[2], w, model)
   end
+  return reply('wait', 0, wait_ms, now, 0, reason)
 end
+
+flush(w, KEYS[4])
+add(w, model, KEYS[4], slot_of(model, start), costs, now)
+w.last = start
 if counts_today then
-  save_levels(KEYS[2], levels, now, day_index(now, offset_ms), count + costs[1])
-else
-  save_levels(KEYS[2], levels, now)
+  w.day, w.count = day_index(now, offset_ms), count + costs[1]
 end
+save_header(KEYS[2], w, model)
 local probe = 0
 if half_open then
-  redis.call('HSET', KEYS[3], 'probe_until_ms', now + wait_ms + tonumber(ARGV[6]))
+  redis.call('HSET', KEYS[3], 'probe_until_ms', start + tonumber(ARGV[6]))
   probe, reason = 1, 'probe'
 end
 return reply('granted', wait_ms, 0, now, probe, reason)

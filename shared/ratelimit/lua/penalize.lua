@@ -1,7 +1,8 @@
--- penalize: a 429 from the provider. Fleet-wide cooldown (never shortened) and the affected bucket
--- dimensions drained to zero, so the fleet resumes at the refill rate instead of with a burst.
--- KEYS: limits, bucket, state.
--- ARGV: retry_after_ms, scope (minute = every bucket | rpm | tpm | ipm | day), utc_offset_ms.
+-- penalize: a 429 from the provider. Fleet-wide cooldown (never shortened), and the provider's
+-- window is full: the record is topped up to L' in the scope's dimensions at the latest start, so
+-- after the cooldown the fleet starts only as what it counted leaves the window, not with a burst.
+-- KEYS: limits, window, state, slots.
+-- ARGV: retry_after_ms, scope (minute = every dimension | rpm | tpm | ipm | day), utc_offset_ms.
 -- Reply: cooldown_until_ms.
 local retry_after_ms = tonumber(ARGV[1])
 local scope = ARGV[2]
@@ -15,10 +16,21 @@ redis.call('HSET', KEYS[3], 'cooldown_until_ms', until_ms)
 
 local model = read_model(KEYS[1])
 if scope ~= 'day' and model ~= nil then
-  local levels = current_levels(read_bucket(KEYS[2]), model, now)
+  local w = read_window(KEYS[2], KEYS[4], model, false)
+  local at = max(now, w.last)
+  expire(w, model, KEYS[4], at)
+  flush(w, KEYS[4])
+  local fill, any = {0, 0, 0}, false
   for i = 1, 3 do
-    if levels[i] and (scope == 'minute' or scope == DIMS[i]) then levels[i] = min(levels[i], 0) end
+    if model.lim[i] > 0 and (scope == 'minute' or scope == DIMS[i]) then
+      fill[i] = max(0, model.lim[i] - w.sums[i])
+      any = any or fill[i] > 0
+    end
   end
-  save_levels(KEYS[2], levels, now)
+  if any then
+    add(w, model, KEYS[4], slot_of(model, at), fill, now)
+    w.last = at
+  end
+  save_header(KEYS[2], w, model)
 end
 return until_ms

@@ -1,22 +1,35 @@
--- settle / release: credit (amount > 0, clamped at capacity) or charge (amount < 0, may go into debt)
--- each bucket dimension, and give back day-counter requests if the day has not turned.
--- KEYS: limits, bucket.  ARGV: rpm, tpm, ipm amounts, rpd give-back, utc_offset_ms.
--- Reply: flat {dim, level, ...} after the change.
+-- settle / release: correct what a grant counted in its start slot once the real use is known.
+-- A refund (delta < 0) lowers the slot (never below 0); a charge (delta > 0) raises it, or, when its
+-- slot is gone but could still count, the newest slot (it then counts longer: safe). Day-counter
+-- requests are given back if the day has not turned.
+-- KEYS: limits, window, slots.  ARGV: start_ms, requests, tokens, images deltas, rpd give-back,
+-- utc_offset_ms.  Reply: flat {dim, used, ..., 'ahead_ms', ms} after the change.
 local model = read_model(KEYS[1])
 if model == nil then return {} end
 local now = now_ms()
-local bucket = read_bucket(KEYS[2])
-local levels = current_levels(bucket, model, now)
-for i = 1, 3 do
-  if levels[i] then levels[i] = credit(levels[i], tonumber(ARGV[i]), model.cap[i]) end
+local w = read_window(KEYS[2], KEYS[3], model, false)
+local at = max(now, w.last)
+expire(w, model, KEYS[3], at)
+flush(w, KEYS[3])
+
+local k = slot_of(model, tonumber(ARGV[1]))
+local d = {tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])}
+local v = redis.call('HMGET', KEYS[3], 'r' .. k, 't' .. k, 'i' .. k)
+if v[1] then
+  local new = {}
+  for i = 1, 3 do
+    local old = tonumber(v[i]) or 0
+    new[i] = max(0, old + d[i])
+    w.sums[i] = w.sums[i] + new[i] - old
+  end
+  redis.call('HSET', KEYS[3], 'r' .. k, new[1], 't' .. k, new[2], 'i' .. k, new[3])
+elseif w.lo and free_at(model, k) > at and (d[1] > 0 or d[2] > 0 or d[3] > 0) then
+  add(w, model, KEYS[3], w.hi, {max(0, d[1]), max(0, d[2]), max(0, d[3])}, now)
 end
 
-local offset_ms = tonumber(ARGV[5])
-local give_back = tonumber(ARGV[4])
-local count = day_count(bucket, now, offset_ms)
-if give_back > 0 and count > 0 then
-  save_levels(KEYS[2], levels, now, day_index(now, offset_ms), max(0, count - give_back))
-else
-  save_levels(KEYS[2], levels, now)
-end
-return flat_levels(levels)
+local offset_ms = tonumber(ARGV[6])
+local give_back = tonumber(ARGV[5])
+local count = day_count(w, now, offset_ms)
+if give_back > 0 and count > 0 then w.count = max(0, count - give_back) end
+save_header(KEYS[2], w, model)
+return usage(model, w, now)
