@@ -116,6 +116,7 @@ def cmd_result(args: argparse.Namespace) -> int:
 DELEGATED = {"worker": ("worker.main", "run workers"), "sim": ("sim.cli", "run the Gemini simulator"),
              "stats": ("ops.stats", "per-model metrics"), "health": ("ops.health", "health check"),
              "metrics": ("ops.prometheus", "Prometheus endpoint"),
+             "limits": ("ops.limits", "the limiter's limits per model: show | set MODEL rpm=.. | reset MODEL"),
              "report": ("ops.report", "HTML report: requests/min vs quota, fallbacks, cost")}
 
 

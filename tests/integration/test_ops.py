@@ -109,7 +109,7 @@ def skips(records, model: str, reason: str) -> int:
     return sum(1 for r in records for a in r.attempt_log if a.model == model and a.outcome == f"skipped:{reason}")
 
 
-def test_stats_json_shows_429s_failures_state_buckets_and_queues(stack):
+def test_stats_json_shows_429s_failures_state_limiter_and_queues(stack):
     records = run_known_outcomes(stack)
     out = genpool(stack.env, "stats", "--json")
     assert out.returncode == 0, out.stderr
@@ -134,13 +134,15 @@ def test_stats_json_shows_429s_failures_state_buckets_and_queues(stack):
     assert primary["state"]["state"] == "closed" and primary["state"]["cooldown_until_s"] > now
     assert pro["state"]["state"] == "down" and now < pro["state"]["until_s"] <= now + 3601
     assert second["state"] == {"state": "closed", "until_s": None, "reason": "", "cooldown_until_s": None}
-    # today's requests left under rpd: the catalog's 10 000 at 99 % safety, less SECOND's grants
-    assert second["buckets"]["rpd"] == {"level": 9900 - calls_to(records, SECOND), "capacity": 9900, "limit": 10000}
-    assert second["buckets"]["rpm"]["limit"] == 1000 and 0 <= second["buckets"]["rpm"]["level"] <= 10
+    # the limiter's record: SECOND's starts, in the trailing minute and today, against the catalog's limits
+    window = second["limiter"]["window"]
+    assert window["rpd"] == {"used": calls_to(records, SECOND), "effective": 10000, "limit": 10000}
+    assert window["rpm"] == {"used": calls_to(records, SECOND), "effective": 1000, "limit": 1000}
+    assert second["limiter"]["override"] == {} and second["limiter"]["ahead_s"] == 0
     assert data["queues"] == {"genpool-high": 0, "genpool-default": 0, "genpool-low": 0}
 
 
-def test_prometheus_gauges_for_state_buckets_and_queues(stack):
+def test_prometheus_gauges_for_state_limiter_and_queues(stack):
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -175,8 +177,9 @@ def test_prometheus_gauges_for_state_buckets_and_queues(stack):
     assert value("genpool_model_unavailable_until_timestamp_seconds", model=PRO) > time.time()
     assert value("genpool_model_unavailable_until_timestamp_seconds", model=SECOND) == 0
     assert value("genpool_model_cooldown_until_timestamp_seconds", model=PRIMARY) > time.time()
-    assert value("genpool_ratelimit_bucket_level", model=SECOND, dimension="rpd") == 9900 - calls_to(records, SECOND)
-    assert value("genpool_ratelimit_bucket_capacity", model=SECOND, dimension="rpm") == 10
+    assert value("genpool_ratelimit_window_used", model=SECOND, dimension="rpd") == calls_to(records, SECOND)
+    assert value("genpool_ratelimit_window_used", model=SECOND, dimension="rpm") == calls_to(records, SECOND)
+    assert value("genpool_ratelimit_effective_limit", model=SECOND, dimension="rpm") == 1000
     assert value("genpool_ratelimit_limit", model=SECOND, dimension="tpm") == 1_000_000
     assert value("genpool_ratelimit_limit", model="gemini-3.1-flash-image", dimension="ipm") == 100
     assert value("genpool_queue_depth", queue="genpool-default") == 0
@@ -256,10 +259,10 @@ def test_limiter_wait_is_counted_per_model_and_kind(stack):
     from ops.prometheus import RedisCollector
     from shared.ratelimit import RedisLimiter
 
-    # 120 rpm leaves PRIMARY a bucket of 2, refilled every ~0.5 s: of six jobs at once, the third waits for
-    # its reservation; the ones that would wait longer than the spill-over bound go on to the next model.
-    # Queued before the worker starts, so the six arrive at the limiter together.
-    RedisLimiter(stack.redis).set_limits(PRIMARY, rpm=120, tpm=0, rpd=0)
+    # Two requests per 0.5 s window on PRIMARY: of six jobs at once, two start now and the next ones wait
+    # for their reservation (0.5 s, 1 s ahead); any that would wait longer than the spill-over bound go on
+    # to the next model. Queued before the worker starts, so the six arrive at the limiter together.
+    RedisLimiter(stack.redis).set_limits(PRIMARY, rpm=2, tpm=0, rpd=0, window_s=0.5, guard_ms=0)
     schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
     requests = [{"kind": "json", "prompt": f"w{i}", "json_schema": schema} if i % 2 else
                 {"kind": "text", "prompt": f"w{i}"} for i in range(6)]

@@ -19,18 +19,17 @@ from tests.integration.test_fallback import PRIMARY, logs_hint, model_stats, war
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 WINDOW_S = 8  # a short quota window keeps the test near 30 s; the limiter reads the same window
-RPM = 40  # requests per window, in the simulator and in the catalog
-# L' = floor(40 * 0.93) = 37: three requests of margin. A stall (of the box, a worker or the simulator)
-# shifts requests started before a window into it; it takes ~0.7 s of difference between two requests'
-# start-to-arrival delays to push a window over 40 at 4.5 requests/s.
-SAFETY = 0.93
+RPM = 40  # requests per window, in the simulator and in the catalog: genpool runs at all of it (safety 1.0)
+# A start counts for W + guard: a request that reaches the simulator up to GUARD_MS after its start time
+# (thread wake-up, the SDK, a loaded box) still meets an empty window. docs/ratelimit.md has the measured
+# start-to-arrival spread; a busy CI box gets more room than the catalog's default.
+GUARD_MS = 300
 BACKLOG = 3 * RPM
 PROCESSES, CONCURRENCY = 3, 4
-# The limiter's steady state is (L' - C) / RPM = (37 - 1) / 40 = 90 % of every window (measured: 90 %).
-# The bound below leaves ~0.8 s of each 8 s window for a noisy shared machine (the whole box stalled: one
-# stalled worker loses nothing, the others take its grants); a pool that polls, sleeps on fixed backoffs
-# or defers jobs for seconds lands well under it.
-MIN_MEAN_OCCUPANCY = 0.80
+# A backlog runs in waves of RPM starts every W + guard (+ one 14 ms slot): (8 / 8.31) = 96 % of every
+# window, first window included. The bound leaves ~0.6 s of each window for a noisy shared machine; a
+# limiter that paces (a token bucket: 1 of RPM per W/RPM), polls, or defers jobs for seconds lands far under it.
+MIN_MEAN_OCCUPANCY = 0.88
 
 
 def read_log(path: Path, model: str, since: float) -> list[dict[str, Any]]:
@@ -39,12 +38,13 @@ def read_log(path: Path, model: str, since: float) -> list[dict[str, Any]]:
     return sorted((r for r in rows if r["model"] == model and r["t"] >= since), key=lambda r: r["t"])
 
 
-def steady_windows(arrivals: list[float], total: int, limit: int, window_s: float) -> list[int]:
-    """Admitted requests in each window (t - window_s, t] sampled every 0.5 s, for the windows that end
-    while at least ``limit`` jobs were still unserved: a pool at quota fills each of those completely."""
+def busy_windows(arrivals: list[float], total: int, limit: int, window_s: float) -> list[int]:
+    """Admitted requests in each window (t - window_s, t] sampled every 0.5 s, from the first arrival (the
+    first window included: it is where a backlog waits first) for as long as at least ``limit`` jobs were
+    still unserved: a pool at quota fills each of those completely."""
     drained_at = arrivals[total - limit - 1]  # after this arrival fewer than `limit` jobs remain
     counts = []
-    end = arrivals[0] + window_s
+    end = arrivals[0] + 0.5
     while end <= drained_at:
         counts.append(sum(1 for t in arrivals if end - window_s < t <= end))
         end += 0.5
@@ -52,7 +52,7 @@ def steady_windows(arrivals: list[float], total: int, limit: int, window_s: floa
 
 
 def test_pool_fills_a_small_quota_without_a_single_429(stack, sim_service):
-    write_catalog(stack, {PRIMARY: {"rpm": RPM, "tpm": 0, "rpd": 0, "window_s": WINDOW_S, "safety": SAFETY}})
+    write_catalog(stack, {PRIMARY: {"rpm": RPM, "tpm": 0, "rpd": 0, "window_s": WINDOW_S, "guard_ms": GUARD_MS}})
     stack.env["GEMINI_ENABLE_FALLBACK"] = "false"
     stack.env["GENPOOL_JOB_DEADLINE_S"] = "60"
     stack.workers.start(PROCESSES, concurrency=CONCURRENCY)
@@ -71,7 +71,11 @@ def test_pool_fills_a_small_quota_without_a_single_429(stack, sim_service):
 
     log = read_log(Path(sim_service.workdir) / "requests.jsonl", PRIMARY, since)
     assert [r["status"] for r in log] == [200] * BACKLOG, [r for r in log if r["status"] != 200]
-    windows = steady_windows([r["t"] for r in log], BACKLOG, RPM, WINDOW_S)
-    assert len(windows) >= WINDOW_S, windows  # samples over more than half a window: not a vacuous check
+    arrivals = [r["t"] for r in log]
+    # The idle window's burst, unpaced (the warm-up's request is still in genpool's window: RPM - 1 of it).
+    assert arrivals[RPM - 2] - arrivals[0] < WINDOW_S / 4, arrivals[:RPM]
+    windows = busy_windows(arrivals, BACKLOG, RPM, WINDOW_S)
+    assert len(windows) >= 2 * WINDOW_S, windows  # samples over a whole window: not a vacuous check
     mean_occupancy = sum(windows) / len(windows) / RPM
     assert mean_occupancy >= MIN_MEAN_OCCUPANCY, (mean_occupancy, windows)
+    print(f"mean occupancy {mean_occupancy:.3f} over {len(windows)} windows")
