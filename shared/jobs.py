@@ -179,6 +179,7 @@ class AttemptRecord(BaseModel):
     outcome: str  # "ok" or an error kind
     latency_s: float = 0.0
     wait_s: float = 0.0
+    start_ms: int = 0  # the limiter's granted start time (Redis clock, epoch ms); 0 for a skip
 
 
 class ResultRecord(BaseModel):

@@ -38,12 +38,13 @@ def model_limits_override(model: str) -> str:
 
 
 def model_window(model: str) -> str:
-    """Hash: the admission record's header: slot size, live slot list ends, sums, latest start, day counter."""
+    """String: the admission record's header, integers: slot_ms lo hi last_ms s1 s2 s3 rpd_day rpd_count
+    h1 h2 h3 (ratelimit/lua/_window.lua)."""
     return f"{_model_tag(model)}:window"
 
 
 def model_slots(model: str) -> str:
-    """Hash (expires when idle): what started per time slot, r<k> t<k> i<k>, and the next live slot n<k>."""
+    """Hash (expires when idle): per older live slot k, 'requests tokens images next_slot'."""
     return f"{_model_tag(model)}:slots"
 
 

@@ -217,13 +217,13 @@ class Runner:
             gen = self._generate(call, model, timeout_s, decision.now_ms)
         except e.GenpoolError as exc:
             is_open = self._on_error(model, exc, decision)
-            trace.attempt(model, exc.kind, ports.clock() - started, wait_s)
+            trace.attempt(model, exc.kind, ports.clock() - started, wait_s, decision.start_at_ms)
             trace.model_failed(model, exc)
             if is_open:
                 raise BreakerOpen(exc) from exc
             raise
         self._after_success(model, tokens, gen, decision)
-        trace.attempt(model, "ok", ports.clock() - started, wait_s)
+        trace.attempt(model, "ok", ports.clock() - started, wait_s, decision.start_at_ms)
         return gen
 
     def _after_success(self, model: str, tokens: int, gen: Generation, decision: Decision) -> None:

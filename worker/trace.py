@@ -23,10 +23,11 @@ class Trace:
     last_errors: dict[str, str] = field(default_factory=dict)
     metrics: MetricsBatch = field(default_factory=MetricsBatch)
 
-    def attempt(self, model: str, outcome: str, latency_s: float, wait_s: float) -> None:
+    def attempt(self, model: str, outcome: str, latency_s: float, wait_s: float, start_ms: int = 0) -> None:
         number = sum(1 for a in self.attempts if a.model == model and a.outcome != "skipped") + 1
         self.attempts.append(AttemptRecord(model=model, attempt=number, outcome=outcome,
-                                           latency_s=round(latency_s, 4), wait_s=round(wait_s, 4)))
+                                           latency_s=round(latency_s, 4), wait_s=round(wait_s, 4),
+                                           start_ms=start_ms))
         self.metrics.inc("attempts_total", model=model, kind=self.kind, outcome=outcome)
         log.info("job %s %s attempt %d: %s (wait %.3f s, latency %.3f s)", self.job_id, model, number, outcome,
                  wait_s, latency_s, extra={"job_id": self.job_id, "model": model, "attempt": number,

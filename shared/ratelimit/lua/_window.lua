@@ -2,11 +2,10 @@
 -- It mirrors shared/ratelimit/strategy.py operation for operation (all integers, so both agree
 -- exactly; the contract tests compare them).
 --
--- The record of what was admitted, per model: a header hash (KEYS window) and a slots hash (KEYS
--- slots). Slot k holds what started in [k * slot_ms, (k + 1) * slot_ms): fields r<k> t<k> i<k>
--- (requests, tokens, images) and n<k>, the next non-empty slot, so the live slots form a list from
--- lo (oldest) to hi (newest) and expiring one costs one HMGET, whatever the gap to the next.
--- Header: slot_ms lo hi last_ms s1 s2 s3 (sums over the live slots) rpd_day rpd_count.
+-- The record of what was admitted, per model: a header (KEYS window) and a slots hash (KEYS slots).
+-- Slot k holds what started in [k * slot_ms, (k + 1) * slot_ms): requests, tokens, images, and the
+-- next non-empty slot, so the live slots form a list from lo (oldest) to hi (newest) and expiring one
+-- costs one HGET, whatever the gap to the next.
 local DAY_MS = 86400000
 local EPSILON = 1e-9
 local SLOTS_PER_WINDOW = 600
@@ -61,42 +60,80 @@ local function misfit(model, sums, costs)
   return ''
 end
 
+-- The header is one string of integers (one GET, one SET: a hash of ten fields costs several times
+-- more Redis CPU per acquire), -1 for none:
+--   slot_ms lo hi last_ms s1 s2 s3 rpd_day rpd_count h1 h2 h3
+-- s1..s3 sum the live slots; h1..h3 are the newest slot's own counts, kept here until a newer slot
+-- starts: a burst of starts in one slot writes nothing but the header.
+local HEADER = '^(-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+)$'
+
+local function opt(n)
+  if n < 0 then return nil end
+  return n
+end
+
+local function parse_header(raw)
+  if not raw then return nil end
+  local f = {string.match(raw, HEADER)}
+  if #f ~= 12 then return nil end
+  for i = 1, 12 do f[i] = tonumber(f[i]) end
+  return f
+end
+
+-- A slot's fields in the slots hash: 'r t i next' (next = the next live slot).
+local function read_slot(skey, k)
+  local raw = redis.call('HGET', skey, k)
+  if not raw then return nil end
+  local r, t, i, n = string.match(raw, '^(-?%d+) (-?%d+) (-?%d+) (-?%d+)$')
+  return {tonumber(r), tonumber(t), tonumber(i), tonumber(n)}
+end
+
+local function write_slot(skey, k, v, next_k)
+  redis.call('HSET', skey, k, string.format('%d %d %d %d', v[1], v[2], v[3], next_k))
+end
+
 -- The header, as a table the functions below update; writes happen in flush / add / save_header.
 -- A model whose slot size changed (its window did) keeps everything it counted in one slot at its
 -- latest start: it counts a little longer than it should, never shorter.
 local function read_window(wkey, skey, model, readonly)
-  local h = redis.call('HMGET', wkey, 'slot_ms', 'lo', 'hi', 'last_ms', 's1', 's2', 's3', 'rpd_day', 'rpd_count')
-  local w = {lo = tonumber(h[2]), hi = tonumber(h[3]), last = tonumber(h[4]) or 0,
-             sums = {tonumber(h[5]) or 0, tonumber(h[6]) or 0, tonumber(h[7]) or 0},
-             day = tonumber(h[8]), count = tonumber(h[9]) or 0, dead = {}, clear = false, stale = false}
-  if w.lo and tonumber(h[1]) ~= model.slot then
+  local f = parse_header(redis.call('GET', wkey))
+  local w = {lo = nil, hi = nil, last = 0, sums = {0, 0, 0}, day = nil, count = 0, h = {0, 0, 0},
+             dead = {}, clear = false, stale = false}
+  if f then
+    w.lo, w.hi, w.last, w.day, w.count = opt(f[2]), opt(f[3]), f[4], opt(f[8]), f[9]
+    w.sums, w.h = {f[5], f[6], f[7]}, {f[10], f[11], f[12]}
+  end
+  if w.lo and f[1] ~= model.slot then
     if readonly then
       w.stale = true
     else
       local k = slot_of(model, w.last)
       redis.call('DEL', skey)
-      redis.call('HSET', skey, 'r' .. k, w.sums[1], 't' .. k, w.sums[2], 'i' .. k, w.sums[3])
-      w.lo, w.hi = k, k
+      w.lo, w.hi, w.h = k, k, {w.sums[1], w.sums[2], w.sums[3]}
     end
   end
   return w
 end
 
 local function empty(w)
-  w.lo, w.hi, w.sums = nil, nil, {0, 0, 0}
+  w.lo, w.hi, w.sums, w.h = nil, nil, {0, 0, 0}, {0, 0, 0}
 end
 
--- Drop the oldest live slot from the sums; returns its index. Its fields are deleted in flush.
+-- Drop the oldest live slot from the sums; returns its index. Its field is deleted in flush.
 local function pop(w, skey)
   local k = w.lo
-  local v = redis.call('HMGET', skey, 'r' .. k, 't' .. k, 'i' .. k, 'n' .. k)
-  w.dead[#w.dead + 1] = k
-  if k == w.hi or not v[4] then
+  if k == w.hi then
     empty(w)
-  else
-    for i = 1, 3 do w.sums[i] = w.sums[i] - (tonumber(v[i]) or 0) end
-    w.lo = tonumber(v[4])
+    return k
   end
+  local v = read_slot(skey, k)
+  w.dead[#w.dead + 1] = k
+  if not v then  -- lost (evicted): nothing left to trust but the newest slot
+    w.sums, w.lo = {w.h[1], w.h[2], w.h[3]}, w.hi
+    return k
+  end
+  for i = 1, 3 do w.sums[i] = w.sums[i] - v[i] end
+  w.lo = v[4]
   return k
 end
 
@@ -111,11 +148,12 @@ local function expire(w, model, skey, at)
 end
 
 local function checkpoint(w)
-  return {lo = w.lo, hi = w.hi, sums = {w.sums[1], w.sums[2], w.sums[3]}, dead = #w.dead, clear = w.clear}
+  return {lo = w.lo, hi = w.hi, sums = {w.sums[1], w.sums[2], w.sums[3]}, h = {w.h[1], w.h[2], w.h[3]},
+          dead = #w.dead, clear = w.clear}
 end
 
 local function rollback(w, mark)
-  w.lo, w.hi, w.sums, w.clear = mark.lo, mark.hi, mark.sums, mark.clear
+  w.lo, w.hi, w.sums, w.h, w.clear = mark.lo, mark.hi, mark.sums, mark.h, mark.clear
   for i = #w.dead, mark.dead + 1, -1 do w.dead[i] = nil end
 end
 
@@ -124,42 +162,53 @@ local function flush(w, skey)
   if w.clear then
     redis.call('DEL', skey)
   elseif #w.dead > 0 then
-    local fields = {}
-    for _, k in ipairs(w.dead) do
-      fields[#fields + 1] = 'r' .. k
-      fields[#fields + 1] = 't' .. k
-      fields[#fields + 1] = 'i' .. k
-      fields[#fields + 1] = 'n' .. k
-      if #fields >= 4000 then redis.call('HDEL', skey, unpack(fields)); fields = {} end
+    for i = 1, #w.dead, 4000 do
+      redis.call('HDEL', skey, unpack(w.dead, i, math.min(i + 3999, #w.dead)))
     end
-    if #fields > 0 then redis.call('HDEL', skey, unpack(fields)) end
   end
   w.dead, w.clear = {}, false
 end
 
--- Count ``c`` in slot k (k >= hi: starts only move forward). A new slot links from the old newest
--- and sets the slots hash to expire once nothing in it can count.
+-- Count ``c`` in slot k (k >= hi: starts only move forward). When k is a new slot, the old newest one
+-- moves from the header to the slots hash, linked to k, and the hash expires once nothing in it counts.
 local function add(w, model, skey, k, c, now)
-  if w.hi == k then
-    for i = 1, 3 do
-      if c[i] ~= 0 then redis.call('HINCRBY', skey, string.sub('rti', i, i) .. k, c[i]) end
-    end
-  else
+  if w.hi ~= k then
     if w.hi then
-      redis.call('HSET', skey, 'r' .. k, c[1], 't' .. k, c[2], 'i' .. k, c[3], 'n' .. w.hi, k)
+      write_slot(skey, w.hi, w.h, k)
+      redis.call('PEXPIRE', skey, free_at(model, k) - now + 1000)
     else
-      redis.call('HSET', skey, 'r' .. k, c[1], 't' .. k, c[2], 'i' .. k, c[3])
       w.lo = k
     end
-    w.hi = k
-    redis.call('PEXPIRE', skey, free_at(model, k) - now + 1000)
+    w.hi, w.h = k, {0, 0, 0}
   end
-  for i = 1, 3 do w.sums[i] = w.sums[i] + c[i] end
+  for i = 1, 3 do
+    w.h[i] = w.h[i] + c[i]
+    w.sums[i] = w.sums[i] + c[i]
+  end
+end
+
+-- Settle: slot k by ``d`` (never below 0), in the header when it is the newest slot.
+local function adjust_slot(w, skey, k, d)
+  local v = nil
+  if k == w.hi then v = w.h else v = read_slot(skey, k) end
+  if not v then return false end
+  for i = 1, 3 do
+    local new = max(0, v[i] + d[i])
+    w.sums[i] = w.sums[i] + new - v[i]
+    v[i] = new
+  end
+  if k ~= w.hi then write_slot(skey, k, v, v[4]) end
+  return true
+end
+
+local function n(x)
+  if x == nil then return -1 end
+  return x
 end
 
 local function save_header(wkey, w, model)
-  redis.call('HSET', wkey, 'slot_ms', model.slot, 'lo', w.lo or '', 'hi', w.hi or '', 'last_ms', w.last,
-             's1', w.sums[1], 's2', w.sums[2], 's3', w.sums[3], 'rpd_day', w.day or '', 'rpd_count', w.count)
+  redis.call('SET', wkey, string.format('%d %d %d %d %d %d %d %d %d %d %d %d', model.slot, n(w.lo), n(w.hi),
+             w.last, w.sums[1], w.sums[2], w.sums[3], n(w.day), w.count, w.h[1], w.h[2], w.h[3]))
 end
 
 -- Today's request count (0 once the Pacific day has turned).

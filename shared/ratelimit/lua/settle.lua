@@ -14,16 +14,8 @@ flush(w, KEYS[3])
 
 local k = slot_of(model, tonumber(ARGV[1]))
 local d = {tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])}
-local v = redis.call('HMGET', KEYS[3], 'r' .. k, 't' .. k, 'i' .. k)
-if v[1] then
-  local new = {}
-  for i = 1, 3 do
-    local old = tonumber(v[i]) or 0
-    new[i] = max(0, old + d[i])
-    w.sums[i] = w.sums[i] + new[i] - old
-  end
-  redis.call('HSET', KEYS[3], 'r' .. k, new[1], 't' .. k, new[2], 'i' .. k, new[3])
-elseif w.lo and free_at(model, k) > at and (d[1] > 0 or d[2] > 0 or d[3] > 0) then
+local live = w.lo and k >= w.lo and adjust_slot(w, KEYS[3], k, d)
+if not live and w.lo and free_at(model, k) > at and (d[1] > 0 or d[2] > 0 or d[3] > 0) then
   add(w, model, KEYS[3], w.hi, {max(0, d[1]), max(0, d[2]), max(0, d[3])}, now)
 end
 

@@ -1,0 +1,56 @@
+-- acquire: one atomic decision for one model, all dimensions or none.
+-- KEYS: limits, bucket, state (one model, one hash slot).
+-- ARGV: requests, tokens, images, max_wait_ms, utc_offset_ms (Pacific), probe_ms.
+-- Reply: one string 'status|delay_ms|wait_ms|now_ms|probe|reason' (a single bulk string parses
+-- faster in redis-py than a six-element array; reason last, as an operator's text may hold '|').
+local function reply(status, delay_ms, wait_ms, now, probe, reason)
+  return string.format('%s|%d|%d|%d|%d|%s', status, delay_ms, ceil(wait_ms), now, probe, reason)
+end
+
+local model = read_model(KEYS[1])
+local now = now_ms()
+if model == nil then return reply('unconfigured', 0, 0, now, 0, '') end
+
+local state = redis.call('HMGET', KEYS[3], 'unavailable_until_ms', 'unavailable_reason', 'half_open',
+                         'probe_until_ms', 'cooldown_until_ms')
+local unavailable_until_ms = tonumber(state[1]) or 0
+if now < unavailable_until_ms then
+  return reply('unavailable', 0, unavailable_until_ms - now, now, 0, state[2] or 'unavailable')
+end
+local half_open = state[3] == '1'
+local probe_until_ms = tonumber(state[4]) or 0
+if half_open and now < probe_until_ms then
+  return reply('unavailable', 0, probe_until_ms - now, now, 0, 'probing')
+end
+
+local costs = {tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])}
+local max_wait_ms, offset_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
+local bucket = read_bucket(KEYS[2])
+local count = day_count(bucket, now, offset_ms)
+local counts_today = model.rpd > 0 and costs[1] > 0
+-- Never a delayed grant across midnight: it would belong to tomorrow's count.
+if counts_today and count + costs[1] > model.rpd then
+  return reply('wait', 0, next_midnight_ms(now, offset_ms) - now, now, 0, 'rpd')
+end
+
+local levels = current_levels(bucket, model, now)
+local cooldown_ms = max(0, (tonumber(state[5]) or 0) - now)
+local wait_ms, reason = plan(levels, costs, model, cooldown_ms, 'cooldown')
+if wait_ms > max_wait_ms then return reply('wait', 0, wait_ms, now, 0, reason) end
+
+for i = 1, 3 do
+  if levels[i] and costs[i] > 0 then
+    levels[i] = level_after(levels[i], costs[i], model.cap[i], model.rate[i], wait_ms)
+  end
+end
+if counts_today then
+  save_levels(KEYS[2], levels, now, day_index(now, offset_ms), count + costs[1])
+else
+  save_levels(KEYS[2], levels, now)
+end
+local probe = 0
+if half_open then
+  redis.call('HSET', KEYS[3], 'probe_until_ms', now + wait_ms + tonumber(ARGV[6]))
+  probe, reason = 1, 'probe'
+end
+return reply('granted', wait_ms, 0, now, probe, reason)
