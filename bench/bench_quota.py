@@ -10,8 +10,10 @@ as 16 processes with their own client, tenacity retries and fallback. Everything
 simulator's request log (arrival times, status):
 
 - window occupancy: admitted requests in each sliding window (t - W, t] / the chain's quota, for every
-  window that starts at or after the backlog was enqueued and ends while at least one window's quota of
-  jobs was still unserved (a pool at quota fills each of those completely); sampled every second;
+  window that ends after the backlog was enqueued (the first window included: it is where a backlog
+  waits first) while at least one window's quota of jobs was still unserved (a pool at quota fills each
+  of those completely); sampled every second. The steady-state figure (windows that start after the
+  enqueue) is reported beside it;
 - quota 429s as a share of all requests the pool sent.
 """
 
@@ -20,7 +22,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -36,9 +37,9 @@ import redis
 from devstack import services
 from devstack.stack import SIM_KEY, SimAdmin, WorkerGroup, create_bucket, stack_env
 
-TITLE = "Quota discipline: genpool vs a naive pool at the quota (#8 target 1)"
+TITLE = "Quota discipline over a model chain: genpool vs a naive pool at the quota (#8 target 1, #12 target 3)"
 NAME = "bench_quota"
-OCCUPANCY_TARGET = 0.95
+OCCUPANCY_TARGET = 0.97
 QUOTA_429_TARGET = 0.005
 GENPOOL_PROCS, GENPOOL_CONCURRENCY, NAIVE_PROCS = 4, 4, 16
 RETRIES = (2, 2, 3)  # the seed's per-model max_retries down the chain (timeouts 30 / 20 / 15 s)
@@ -78,7 +79,7 @@ def sim_config(cfg: Config) -> dict[str, Any]:
 
 
 def genpool_catalog(cfg: Config) -> str:
-    lines = ["[defaults]", f"window_s = {cfg.window_s}", "safety = 0.99", "burst = 0.01", ""]
+    lines = ["[defaults]", f"window_s = {cfg.window_s}", ""]  # safety and guard_ms: the catalog's defaults
     chain = cfg.chain("genpool")
     for model, retries, timeout_s in zip(chain, RETRIES, TIMEOUTS_S, strict=True):
         lines += [f'[models."{model}"]', f"rpm = {cfg.rpm}", f"max_retries = {retries}", f"timeout_s = {timeout_s}", ""]
@@ -203,13 +204,13 @@ def window_count(times: list[float], end: float, window_s: float) -> int:
     return bisect.bisect_right(times, end) - bisect.bisect_right(times, end - window_s)
 
 
-def steady_ends(ok_times: list[float], t0: float, cfg: Config) -> list[float]:
-    """Window ends (every 1 s) from t0 + W until fewer than one window's chain quota of jobs is left."""
+def busy_ends(ok_times: list[float], t0: float, cfg: Config, first_s: float) -> list[float]:
+    """Window ends (every 1 s) from t0 + first_s until fewer than one window's chain quota of jobs is left."""
     if len(ok_times) <= cfg.backlog - cfg.chain_quota:
         drained_at = ok_times[-1] if ok_times else t0
     else:
         drained_at = ok_times[cfg.backlog - cfg.chain_quota - 1]
-    ends, end = [], t0 + cfg.window_s
+    ends, end = [], t0 + first_s
     while end <= drained_at:
         ends.append(end)
         end += 1.0
@@ -221,7 +222,9 @@ def analyse_pool(rows: list[dict[str, Any]], pool: str, t0: float, cfg: Config) 
     mine = [r for r in rows if r["model"] in chain]
     ok = {m: [r["t"] for r in mine if r["model"] == m and r["status"] == 200] for m in chain}
     all_ok = sorted(t for times in ok.values() for t in times)
-    ends = steady_ends(all_ok, t0, cfg)
+    ends = busy_ends(all_ok, t0, cfg, 1.0)
+    steady = [window_count(all_ok, end, cfg.window_s) / cfg.chain_quota
+              for end in busy_ends(all_ok, t0, cfg, cfg.window_s)]
     total = [window_count(all_ok, end, cfg.window_s) / cfg.chain_quota for end in ends]
     quota_429 = sum(1 for r in mine if str(r["reason"]).startswith("quota:"))
     per_model = {m: {
@@ -235,7 +238,7 @@ def analyse_pool(rows: list[dict[str, Any]], pool: str, t0: float, cfg: Config) 
         "requests": len(mine), "ok": len(all_ok), "quota_429": quota_429,
         "quota_429_share": quota_429 / len(mine) if mine else 0.0,
         "occupancy_mean": _mean(total), "occupancy_min": min(total, default=None),
-        "windows_measured": len(ends), "models": per_model,
+        "occupancy_steady": _mean(steady), "windows_measured": len(ends), "models": per_model,
     }
 
 
@@ -324,9 +327,11 @@ def markdown(figures: dict[str, Any]) -> str:
         "",
         "| measured from the simulator's request log | genpool | naive | genpool / naive | target | genpool |",
         "|---|---:|---:|---:|---|---|",
-        f"| window occupancy while a backlog exists (mean) | {_pct(g['occupancy_mean'])} | {_pct(n['occupancy_mean'])} "
-        f"| {_ratio(g['occupancy_mean'], n['occupancy_mean'])} | ≥ 95 % | "
-        f"{_verdict(occ_ok, _occupancy_gap(g, cfg))} |",
+        f"| window occupancy while a backlog exists, first window included (mean) | {_pct(g['occupancy_mean'])} "
+        f"| {_pct(n['occupancy_mean'])} | {_ratio(g['occupancy_mean'], n['occupancy_mean'])} | ≥ 97 % | "
+        f"{_verdict(occ_ok, 'see the notes')} |",
+        f"| the same, steady state only (windows starting after the enqueue) | {_pct(g.get('occupancy_steady'))} | "
+        f"{_pct(n.get('occupancy_steady'))} | | | |",
         f"| lowest window | {_pct(g['occupancy_min'])} | {_pct(n['occupancy_min'])} | | | |",
         f"| quota 429s, share of requests | {_pct(g['quota_429_share'], 2)} ({g['quota_429']} of {g['requests']}) "
         f"| {_pct(n['quota_429_share'], 2)} ({n['quota_429']} of {n['requests']}) | | ≤ 0.5 % | "
@@ -356,26 +361,15 @@ def _secs(value: float | None) -> str:
     return "not within the time limit" if value is None else f"{value:.0f} s"
 
 
-def limiter_steady_state(rpm: int, safety: float = 0.99, burst: float = 0.01) -> float:
-    """(L' - C) / RPM: what the limiter admits per window once its bucket runs empty (docs/ratelimit.md)."""
-    effective = max(1, math.floor(rpm * safety))
-    capacity = min(max(1, math.ceil(effective * burst)), max(1, effective - 1))
-    return (effective - capacity) / rpm
-
-
-def _occupancy_gap(g: dict[str, Any], cfg: Config) -> str:
-    steady = limiter_steady_state(cfg.rpm)
-    return f"{_pct(g['occupancy_mean'])} vs the limiter's steady state {_pct(steady)}; see the notes"
-
-
 def _notes(figures: dict[str, Any], cfg: Config) -> str:
     return (
         "Occupancy counts admitted requests in each sliding window (t − W, t], sampled every second, for every "
-        "window that starts after the backlog was enqueued and ends while at least one window's chain quota "
-        f"of jobs was still unserved ({figures['genpool']['windows_measured']} windows for genpool, "
-        f"{figures['naive']['windows_measured']} for naive). genpool runs each model at L' = floor(0.99·RPM) "
-        "with a one-request burst, so its steady state is (L' − 1)/RPM: the margin under the provider's number "
-        "is what absorbs the jitter between our start time and the provider's arrival time. The naive pool "
+        "window that ends after the backlog was enqueued (the first window included) while at least one "
+        f"window's chain quota of jobs was still unserved ({figures['genpool']['windows_measured']} windows for "
+        f"genpool, {figures['naive']['windows_measured']} for naive). genpool admits against each model's own "
+        "trailing window at the whole quota (safety 1.0): a start counts for W + `guard_ms` (500 ms), so each "
+        "window of a backlog loses at most the guard, a 100 ms slot and the time deferred jobs take to come back "
+        "(docs/ratelimit.md). The naive pool "
         f"put {figures['naive_requeued']} jobs back on its queue after every model refused them; it does not read "
         "RetryInfo, so its retries land wherever its backoff puts them. The machine was shared with other "
         "engineers' tests and benchmarks during the run; both pools ran side by side, so that noise fell on both.\n\n"

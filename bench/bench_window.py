@@ -274,23 +274,25 @@ def plot(rows: list[dict[str, Any]], figures: dict[str, Any], cfg: Config, path:
     import matplotlib.pyplot as plt
 
     t0 = figures["t0"]["backlog"]
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, (ax, low) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     horizon = cfg.ideal_last_start_s(cfg.backlog) * 1.5 + 10
     xs = [i * 0.5 for i in range(int(horizon / 0.5))]
     for pool, style in (("genpool", "-"), ("naive", "--")):
-        ok = sorted(r["t"] for r in rows if r["model"] == f"{pool}-backlog" and r["status"] == 200)
-        limited = sorted(r["t"] for r in rows if r["model"] == f"{pool}-backlog" and str(r["reason"]).startswith("quota:"))
-        ax.plot(xs, [window_count(ok, t0 + x, cfg.window_s) for x in xs], style, label=f"{pool}: 200s in the trailing window")
-        if limited:
-            ax.plot(xs, [window_count(limited, t0 + x, cfg.window_s) for x in xs], ":", label=f"{pool}: 429s")
+        mine = [r for r in rows if r["model"] == f"{pool}-backlog"]
+        ok = sorted(r["t"] for r in mine if r["status"] == 200)
+        limited = sorted(r["t"] for r in mine if str(r["reason"]).startswith("quota:"))
+        ax.plot(xs, [window_count(ok, t0 + x, cfg.window_s) for x in xs], style, label=f"{pool}: 200s")
+        low.plot(xs, [window_count(limited, t0 + x, cfg.window_s) for x in xs], style, label=f"{pool}: 429s")
     ax.plot(xs, [ideal_in_window(cfg, x) for x in xs], color="grey", linewidth=0.8, label="ideal schedule")
-    ax.axhline(cfg.rpm, color="black", linestyle="--", linewidth=0.8, label=f"quota ({cfg.rpm} per {cfg.window_s:g} s)")
+    ax.axhline(cfg.rpm, color="black", linestyle=":", linewidth=0.8, label=f"quota ({cfg.rpm} per {cfg.window_s:g} s)")
     g = figures["backlog"]["genpool"]
     ax.set_title(f"backlog of {cfg.backlog} at {cfg.rpm} RPM: genpool last start {g['last_start_s'] or 0:.1f} s "
                  f"(ideal {g['ideal_last_start_s']:.0f} s), busy occupancy {(g['occupancy_busy'] or 0):.1%}")
-    ax.set_xlabel("seconds since the backlog was submitted")
-    ax.set_ylabel(f"requests in the trailing {cfg.window_s:g} s")
+    ax.set_ylabel(f"200s in the trailing {cfg.window_s:g} s")
     ax.legend(fontsize=7, loc="lower right")
+    low.set_ylabel("429s (trailing)")
+    low.set_xlabel("seconds since the backlog was submitted")
+    low.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
