@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 from shared.errors import ConfigError
 
@@ -57,11 +58,11 @@ class ModelLimits:
         return out
 
     @classmethod
-    def from_hash(cls, raw: Mapping[bytes | str, bytes | str]) -> ModelLimits:
+    def from_hash(cls, raw: Mapping[Any, Any]) -> ModelLimits:
         """Inverse of ``to_hash``; missing fields take the defaults (the Lua side does the same), fields
         this version does not know (``burst`` of the old token buckets) are ignored."""
-        text = {_text(k): _text(v) for k, v in raw.items()}
-        return cls(**fields_from_text(text))
+        text = {_text(k): _text(v) for k, v in raw.items()}  # bytes (redis-py) or str keys and values
+        return cls(**fields_from_text(text))  # type: ignore[arg-type]  # names and types checked there
 
     def changes_from(self, old: ModelLimits | None) -> dict[str, tuple[object, object]]:
         """``{field: (old, new)}`` for every field that differs (all of them when there was none)."""

@@ -107,7 +107,7 @@ class RedisLimiter:
         limits_key, window_key, _, slots_key = self._model_keys(model)
         reply = self._call(model, "read levels", self._scripts.levels,
                            (3, limits_key, window_key, slots_key, self._utc_offset_ms()))
-        return _pairs(reply)
+        return _pairs(reply)  # type: ignore[arg-type]  # levels.lua answers a flat array
 
     # -- the limits: the catalog wins at start, an operator's override until reset ------------------
 
@@ -137,28 +137,29 @@ class RedisLimiter:
         """The effective limits (what acquire uses), or None before the model's first use."""
         with _boundary("read limits", model):
             raw = self._redis.hgetall(keys.model_limits(model))
-        return ModelLimits.from_hash(raw) if raw else None  # type: ignore[arg-type]
+        return ModelLimits.from_hash(raw) if raw else None
 
     def get_override(self, model: str) -> dict[str, str]:
         with _boundary("read limits", model):
             raw = self._redis.hgetall(keys.model_limits_override(model))
-        return _text_hash(raw)  # type: ignore[arg-type]
+        return _text_hash(raw)  # type: ignore[arg-type]  # a client without decode_responses: bytes
 
     def get_catalog(self, model: str) -> ModelLimits | None:
         """The limits the last worker to start had in its catalog."""
         with _boundary("read limits", model):
             raw = self._redis.hgetall(keys.model_limits_catalog(model))
-        return ModelLimits.from_hash(raw) if raw else None  # type: ignore[arg-type]
+        return ModelLimits.from_hash(raw) if raw else None
 
     def _write_limits(self, model: str, mode: str, catalog: ModelLimits | None,
                       override: Mapping[str, str]) -> LimitsChange:
         items = [part for pair in (catalog.to_hash().items() if catalog else ()) for part in pair]
-        args = (mode, len(items), *items, *(part for pair in override.items() for part in pair))
+        args: tuple[str | int, ...] = (mode, len(items), *items,
+                                       *(part for pair in override.items() for part in pair))
         key_list = [keys.model_limits(model), keys.model_limits_catalog(model), keys.model_limits_override(model)]
         with _boundary(f"{mode} limits", model):
             before, after = self._scripts.limits(keys=key_list, args=args)
-        current = ModelLimits.from_hash(_text_hash(_items(after)))
-        return LimitsChange(ModelLimits.from_hash(_text_hash(_items(before))) if before else None, current,
+        current = ModelLimits.from_hash(_items(after))
+        return LimitsChange(ModelLimits.from_hash(_items(before)) if before else None, current,
                             self.get_override(model))
 
     # -- plumbing -----------------------------------------------------------------------------------
@@ -167,14 +168,13 @@ class RedisLimiter:
                 operation: str) -> dict[str, float]:
         limits_key, window_key, _, slots_key = self._model_keys(model)
         command = (3, limits_key, window_key, slots_key, start_ms, *deltas, give_back, self._utc_offset_ms())
-        return _pairs(self._call(model, operation, self._scripts.settle, command))
+        return _pairs(self._call(model, operation, self._scripts.settle, command))  # type: ignore[arg-type]
 
     def _model_keys(self, model: str) -> tuple[bytes, bytes, bytes, bytes]:
         cached = self._keys.get(model)
         if cached is None:  # encoded once per model: acquire pays for every microsecond
-            names = (keys.model_limits(model), keys.model_window(model), keys.model_state(model),
-                     keys.model_slots(model))
-            cached = self._keys[model] = tuple(name.encode() for name in names)  # type: ignore[assignment]
+            cached = self._keys[model] = (keys.model_limits(model).encode(), keys.model_window(model).encode(),
+                                          keys.model_state(model).encode(), keys.model_slots(model).encode())
         return cached
 
     def _call(self, model: str, operation: str, script: object, command: Sequence[object]) -> bytes:
