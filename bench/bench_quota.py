@@ -34,8 +34,8 @@ from typing import Any
 
 import redis
 
-from devstack import services
-from devstack.stack import SIM_KEY, SimAdmin, WorkerGroup, create_bucket, stack_env
+from genpool.devstack import services
+from genpool.devstack.stack import SIM_KEY, SimAdmin, WorkerGroup, create_bucket, stack_env
 
 TITLE = "Quota discipline over a model chain: genpool vs a naive pool at the quota (#8 target 1, #12 target 3)"
 NAME = "bench_quota"
@@ -139,8 +139,8 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
     from rq import Worker
 
     from bench import naive
-    from producer.client import GenPool
-    from shared.settings import Settings
+    from genpool.producer.client import GenPool
+    from genpool.shared.settings import Settings
 
     with running_services(run_dir, cfg) as svc:
         catalog = run_dir / "catalog.toml"

@@ -34,8 +34,8 @@ from typing import Any
 import redis
 
 from bench.bench_quota import stop_procs, wait_until
-from devstack import services
-from devstack.stack import SIM_KEY, SimAdmin, WorkerGroup, create_bucket, stack_env
+from genpool.devstack import services
+from genpool.devstack.stack import SIM_KEY, SimAdmin, WorkerGroup, create_bucket, stack_env
 
 TITLE = "The limiter against the quota's own window: idle batch, backlog, start-to-arrival delay (#12)"
 NAME = "bench_window"
@@ -127,8 +127,8 @@ def run_phase(phase: Phase, cfg: Config, svc: dict[str, services.Service], run_d
     from rq import Worker
 
     from bench import naive
-    from producer.client import GenPool
-    from shared.settings import Settings
+    from genpool.producer.client import GenPool
+    from genpool.shared.settings import Settings
 
     model = f"genpool-{phase.name}"
     catalog = run_dir / f"catalog-{phase.name}.toml"

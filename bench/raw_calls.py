@@ -27,7 +27,7 @@ def genai_call(same_request: bool = False) -> Callable[[int], object]:
     from google import genai
     from google.genai import types
 
-    from shared.jobs import HARM_CATEGORIES
+    from genpool.shared.jobs import HARM_CATEGORIES
 
     limits = httpx2.Limits(max_connections=256, max_keepalive_connections=256)
     client = genai.Client(api_key=os.environ["GEMINI_API_KEY"], http_options=types.HttpOptions(

@@ -15,14 +15,14 @@ from typing import Any
 
 import redis
 
-from ops.snapshot import catalog_limits
-from shared import keys
-from shared.catalog import load_catalog
-from shared.errors import GenpoolError, ValidationError
-from shared.ratelimit import ModelLimits, RedisLimiter
-from shared.ratelimit.limits import FIELD_NAMES
-from shared.redisconn import connect
-from shared.settings import Settings
+from genpool.ops.snapshot import catalog_limits
+from genpool.shared import keys
+from genpool.shared.catalog import load_catalog
+from genpool.shared.errors import GenpoolError, ValidationError
+from genpool.shared.ratelimit import ModelLimits, RedisLimiter
+from genpool.shared.ratelimit.limits import FIELD_NAMES
+from genpool.shared.redisconn import connect
+from genpool.shared.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 import redis
 
-from ops.modelstate import ModelState, classify
-from shared import keys
-from shared.catalog import Catalog
-from shared.metrics import read_counters
-from shared.ratelimit import ModelLimits, RedisLimiter
-from shared.ratelimit.limits import WINDOW_DIMS
-from shared.ratelimit.strategy import spec_for
+from genpool.ops.modelstate import ModelState, classify
+from genpool.shared import keys
+from genpool.shared.catalog import Catalog
+from genpool.shared.metrics import read_counters
+from genpool.shared.ratelimit import ModelLimits, RedisLimiter
+from genpool.shared.ratelimit.limits import WINDOW_DIMS
+from genpool.shared.ratelimit.strategy import spec_for
 
 Row = tuple[str, dict[str, str], float]
 

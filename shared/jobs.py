@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
-from shared.schema import schema_problems
+from genpool.shared.schema import schema_problems
 
 WIRE_VERSION = 1
 MAX_PROMPT_CHARS = 2_000_000

@@ -14,14 +14,14 @@ from collections.abc import Sequence
 
 import redis
 
-from shared.catalog import Catalog
-from shared.errors import ConfigError, GenpoolError
-from shared.ratelimit import RedisLimiter
-from shared.ratelimit.limits import format_changes
-from shared.settings import Settings
-from worker import logs, stalls
-from worker.pool import PoolWorker, queues_for
-from worker.runtime import Runtime, redis_client, set_runtime
+from genpool.shared.catalog import Catalog
+from genpool.shared.errors import ConfigError, GenpoolError
+from genpool.shared.ratelimit import RedisLimiter
+from genpool.shared.ratelimit.limits import format_changes
+from genpool.shared.settings import Settings
+from genpool.worker import logs, stalls
+from genpool.worker.pool import PoolWorker, queues_for
+from genpool.worker.runtime import Runtime, redis_client, set_runtime
 
 log = logging.getLogger("genpool.worker")
 
@@ -131,7 +131,7 @@ def run_one(settings: Settings, concurrency: int, burst: bool) -> int:
 
 def run_many(workers: int, concurrency: int, burst: bool) -> int:
     """Supervise ``workers`` processes; SIGTERM/SIGINT is passed on for a warm shutdown."""
-    argv = [sys.executable, "-m", "worker.main", "--concurrency", str(concurrency)] + (["--burst"] if burst else [])
+    argv = [sys.executable, "-m", "genpool.worker.main", "--concurrency", str(concurrency)] + (["--burst"] if burst else [])
     procs = [subprocess.Popen(argv) for _ in range(workers)]
 
     def forward(signum: int, _frame: object) -> None:

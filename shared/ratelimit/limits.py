@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from shared.errors import ConfigError
+from genpool.shared.errors import ConfigError
 
 #: The trailing-window dimensions (the provider counts them over ``window_s``); ``rpd`` is a counter
 #: per Pacific day. Their order is the Lua scripts' dimension index 1..3.

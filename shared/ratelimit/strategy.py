@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from shared.ratelimit.limits import WINDOW_DIMS, ModelLimits
+from genpool.shared.ratelimit.limits import WINDOW_DIMS, ModelLimits
 
 #: Slots per window: time resolution of the record (100 ms at 60 s) against memory (slots per model).
 SLOTS_PER_WINDOW = 600

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from shared import keys
+from genpool.shared import keys
 from tests.integration.test_fallback import PRIMARY, SECOND, logs_hint, requests_to, warm_up, write_catalog
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from shared.ratelimit import ModelLimits, RedisLimiter
+from genpool.shared.ratelimit import ModelLimits, RedisLimiter
 from tests.integration.test_fallback import PRIMARY, logs_hint, model_stats, write_catalog
 from tests.integration.test_ops import genpool
 

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 def genpool(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI_", "GENPOOL_", "S3_", "AWS_"))}
-    return subprocess.run([sys.executable, "-m", "producer.cli", *args], env={**clean, **env},
+    return subprocess.run([sys.executable, "-m", "genpool.cli.main", *args], env={**clean, **env},
                           capture_output=True, text=True, timeout=60)
 
 
@@ -65,7 +65,7 @@ def test_health_fails_with_a_clear_message(stack, change, failing):
 def test_prometheus_text_shows_the_exact_counts(stack):
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from ops.prometheus import RedisCollector
+    from genpool.ops.prometheus import RedisCollector
 
     stack.sim.models({"gemini-3.8-flash": {"retired": True}})
     stack.workers.start(1, concurrency=1)
@@ -146,9 +146,9 @@ def test_prometheus_gauges_for_state_limiter_and_queues(stack):
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    from ops.prometheus import RedisCollector
-    from ops.snapshot import catalog_limits
-    from shared.catalog import load_catalog
+    from genpool.ops.prometheus import RedisCollector
+    from genpool.ops.snapshot import catalog_limits
+    from genpool.shared.catalog import load_catalog
 
     records = run_known_outcomes(stack)
     catalog = load_catalog(stack.settings)
@@ -256,8 +256,8 @@ def test_limiter_wait_is_counted_per_model_and_kind(stack):
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    from ops.prometheus import RedisCollector
-    from shared.ratelimit import RedisLimiter
+    from genpool.ops.prometheus import RedisCollector
+    from genpool.shared.ratelimit import RedisLimiter
 
     # Two requests per 0.5 s window on PRIMARY: of six jobs at once, two start now and the next ones wait
     # for their reservation (0.5 s, 1 s ahead); any that would wait longer than the spill-over bound go on

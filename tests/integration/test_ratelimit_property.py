@@ -18,9 +18,9 @@ import redis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from shared.ratelimit import ModelLimits, RedisLimiter
-from shared.ratelimit.audit import max_window_sum
-from shared.ratelimit.strategy import spec_for
+from genpool.shared.ratelimit import ModelLimits, RedisLimiter
+from genpool.shared.ratelimit.audit import max_window_sum
+from genpool.shared.ratelimit.strategy import spec_for
 
 pytestmark = pytest.mark.integration
 

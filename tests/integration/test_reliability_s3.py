@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from devstack import services
-from devstack.stack import stack_env
-from shared import keys
+from genpool.devstack import services
+from genpool.devstack.stack import stack_env
+from genpool.shared import keys
 from tests.conftest import SIM_TEST_KEY, Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(180)]

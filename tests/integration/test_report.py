@@ -61,7 +61,7 @@ def polyline(chart: ET.Element, css: str) -> ET.Element:
 
 
 def test_html_report_has_the_runs_models_quotas_series_fallbacks_and_cost(stack, tmp_path):
-    from shared.ratelimit import RedisLimiter
+    from genpool.shared.ratelimit import RedisLimiter
 
     records = run_known_outcomes(stack)
     RedisLimiter(stack.redis).set_limits(PRIMARY, safety=0.9)  # an operator's override: the ceiling moves

@@ -15,7 +15,7 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from devstack import services
+from genpool.devstack import services
 from tests.conftest import SIM_TEST_KEY, read_jsonl
 from tests.conftest import sim_admin as admin
 

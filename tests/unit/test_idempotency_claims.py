@@ -7,9 +7,9 @@ from __future__ import annotations
 import redis
 from rq.job import Job
 
-from producer.client import IDEMPOTENCY_TTL_S, GenPool, _digest
-from shared import keys
-from shared.settings import Settings
+from genpool.producer.client import IDEMPOTENCY_TTL_S, GenPool, _digest
+from genpool.shared import keys
+from genpool.shared.settings import Settings
 
 REQUEST = {"kind": "text", "prompt": "hello"}
 

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.ratelimit import strategy as s
-from shared.ratelimit.audit import max_window_sum
-from shared.ratelimit.limits import WINDOW_DIMS, ModelLimits
+from genpool.shared.ratelimit import strategy as s
+from genpool.shared.ratelimit.audit import max_window_sum
+from genpool.shared.ratelimit.limits import WINDOW_DIMS, ModelLimits
 
 
 class Clock:

@@ -10,9 +10,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from devstack.services import free_port
-from shared.errors import LimiterUnavailable, Retryable
-from shared.ratelimit import ModelLimits, RedisLimiter
+from genpool.devstack.services import free_port
+from genpool.shared.errors import LimiterUnavailable, Retryable
+from genpool.shared.ratelimit import ModelLimits, RedisLimiter
 
 CALLS: dict[str, Callable[[RedisLimiter], object]] = {
     "acquire": lambda lim: lim.acquire("m", tokens=10),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared import errors as e
+from genpool.shared import errors as e
 from tests.unit.test_runner import FakeAvailability, FakeLimiter, World, envelope_for
 
 
