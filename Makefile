@@ -25,7 +25,7 @@ deps: venv
 	  fi; }
 
 run: deps
-	$(BIN)/python -m devstack.demo
+	$(BIN)/python -m genpool.devstack.demo
 
 test: deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)

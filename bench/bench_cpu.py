@@ -29,8 +29,8 @@ PROMPT = "Write a two-line poem about job number {i} of a worker pool."
 
 
 def _producer(st: workerkit.Stack) -> Any:
-    from producer.client import GenPool
-    from shared.settings import Settings
+    from genpool.producer.client import GenPool
+    from genpool.shared.settings import Settings
 
     return GenPool(st.connection(), settings=Settings.from_env(environ=st.env, dotenv_path=None))
 

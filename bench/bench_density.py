@@ -86,7 +86,7 @@ def _start_feeder(st: workerkit.Stack) -> subprocess.Popen[bytes]:
 
 
 def _calls_per_second(st: workerkit.Stack) -> dict[int, int]:
-    from devstack.stack import SimAdmin
+    from genpool.devstack.stack import SimAdmin
 
     stats = SimAdmin(st.sim.url).stats()
     per_s: dict[int, int] = {}

@@ -34,10 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import redis
-
-from devstack import services
-from devstack.stack import SIM_KEY, SimAdmin, WorkerGroup, create_bucket, stack_env
-from shared import keys
+from genpool.devstack import services
+from genpool.devstack.stack import SIM_KEY, SimAdmin, WorkerGroup, create_bucket, stack_env
+from genpool.shared import keys
 
 TITLE = "Failover: primary hard-down (target 4: <= 1 % of jobs touch it after 2 s; p95 <= 1.2x fallback's)"
 
@@ -80,7 +79,7 @@ class Services:
 
 def bench_catalog(workdir: Path) -> Path:
     """The default catalog with every model's stall_s set to STALL_S."""
-    from shared.catalog import PRESETS_DIR
+    from genpool.shared.catalog import PRESETS_DIR
 
     lines = [line for line in (PRESETS_DIR / "default.toml").read_text().splitlines()
              if not line.startswith("stall_s")]
@@ -92,8 +91,8 @@ def bench_catalog(workdir: Path) -> Path:
 
 @contextmanager
 def running_stack(workdir: Path) -> Iterator[Services]:
-    from producer.client import GenPool
-    from shared.settings import Settings
+    from genpool.producer.client import GenPool
+    from genpool.shared.settings import Settings
 
     workdir.mkdir(parents=True, exist_ok=True)
     sim_config = workdir / "sim.json"

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.bench_limiter [--redis-url URL] [--ops N] [--rounds R] [--json PATH]
 
-Without ``--redis-url`` it starts its own redis-server (``devstack.services.start_redis``).
+Without ``--redis-url`` it starts its own redis-server (``genpool.devstack.services.start_redis``).
 ``run(redis_url) -> dict`` returns the figures; ``bench``/``markdown`` follow bench/run_all.py's contract.
 
 Robust on a shared, noisy box: many short rounds, each timing every operation back to back in a
@@ -28,11 +28,10 @@ from typing import Any
 
 import redis
 import redis.utils
-
-from devstack import services
-from shared import keys
-from shared.ratelimit import ModelLimits, RedisLimiter
-from shared.ratelimit.scripts import evalsha
+from genpool.devstack import services
+from genpool.shared import keys
+from genpool.shared.ratelimit import ModelLimits, RedisLimiter
+from genpool.shared.ratelimit.scripts import evalsha
 
 # Limits far above what one client can ask for: every acquire runs the full path and is granted.
 HUGE = ModelLimits(rpm=10**9, tpm=10**12, rpd=10**9, ipm=10**9)

@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import redis
-
-from devstack import services
-from shared import keys
-from shared.metrics import MetricsBatch
+from genpool.devstack import services
+from genpool.shared import keys
+from genpool.shared.metrics import MetricsBatch
 
 TITLE = "Observability: metrics cost per job and per scrape"
 RECORD = json.dumps({"id": "x" * 32, "status": "finished", "kind": "text", "attempt_log": [{"m": 1}] * 3}) + " " * 600
@@ -110,13 +109,12 @@ def per_job(conn: redis.Redis, jobs: int, rounds: int) -> dict[str, Any]:
 
 def scrape(conn: redis.Redis, rounds: int) -> dict[str, Any]:
     """A scrape and a `genpool stats --json` over the counters the per-job runs left (every model and kind)."""
+    from genpool.ops.prometheus import RedisCollector
+    from genpool.ops.snapshot import catalog_limits, take
+    from genpool.ops.summary import summarize
+    from genpool.shared.catalog import load_catalog
+    from genpool.shared.settings import Settings
     from prometheus_client import CollectorRegistry, generate_latest
-
-    from ops.prometheus import RedisCollector
-    from ops.snapshot import catalog_limits, take
-    from ops.summary import summarize
-    from shared.catalog import load_catalog
-    from shared.settings import Settings
 
     catalog = load_catalog(Settings.from_env({}, dotenv_path=None))
     limits = catalog_limits(catalog)

@@ -32,9 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
-
-from devstack import services
-from devstack.stack import SIM_KEY, SimAdmin, WorkerGroup, create_bucket, stack_env
+from genpool.devstack import services
+from genpool.devstack.stack import SIM_KEY, SimAdmin, WorkerGroup, create_bucket, stack_env
 
 TITLE = "Quota discipline: genpool vs a naive pool at the quota (#8 target 1)"
 NAME = "bench_quota"
@@ -135,11 +134,11 @@ def wait_until(ready: Any, timeout_s: float, what: str) -> None:
 
 def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """Both pools drain their backlog at once; returns timings and counts (the log is read afterwards)."""
+    from genpool.producer.client import GenPool
+    from genpool.shared.settings import Settings
     from rq import Worker
 
     from bench import naive
-    from producer.client import GenPool
-    from shared.settings import Settings
 
     with running_services(run_dir, cfg) as svc:
         catalog = run_dir / "catalog.toml"

@@ -14,8 +14,8 @@ PROMPT = "Summarise in two lines what a worker pool does with job {i}."
 
 
 def main(argv: list[str] | None = None) -> int:
-    from producer.client import GenPool
-    from shared.settings import Settings
+    from genpool.producer.client import GenPool
+    from genpool.shared.settings import Settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backlog", type=int, default=400, help="keep at least this many jobs queued")

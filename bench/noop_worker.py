@@ -1,4 +1,4 @@
-"""`python -m worker.main` that also accepts the benchmark's bare no-op job (bench.workerkit.noop).
+"""`python -m genpool.worker.main` that also accepts the benchmark's bare no-op job (bench.workerkit.noop).
 
 Only for bench_cpu's baseline: the same PoolWorker, concurrency and settings run both the no-op jobs and
 genpool's jobs, so their CPU per job compares one worker process with itself.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from worker import jobguard, main
+from genpool.worker import jobguard, main
 
 NOOP = "bench.workerkit.noop"
 

@@ -25,7 +25,7 @@ class InPlaceWorker:
 
     @staticmethod
     def make(queues: list[Any], connection: Any, heartbeat_s: float) -> Any:
-        from worker.pool import PoolWorker
+        from genpool.worker.pool import PoolWorker
 
         class _InPlace(PoolWorker):
             def execute_job(self, job: Any, queue: Any) -> None:
@@ -38,13 +38,12 @@ class InPlaceWorker:
 
 
 def profile_job_path(st: workerkit.Stack, jobs: int, prompt: str) -> dict[str, Any]:
+    from genpool.producer.client import GenPool
+    from genpool.shared.settings import Settings
+    from genpool.worker.main import prepare
+    from genpool.worker.pool import queues_for
+    from genpool.worker.runtime import set_runtime
     from pyinstrument import Profiler
-
-    from producer.client import GenPool
-    from shared.settings import Settings
-    from worker.main import prepare
-    from worker.pool import queues_for
-    from worker.runtime import set_runtime
 
     settings = Settings.from_env(environ=st.env, dotenv_path=None)
     with _aws_env(st.env):  # boto3 reads its credentials from the process environment

@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from genpool.devstack import services
+from genpool.devstack.stack import SIM_KEY, WorkerGroup, create_bucket, stack_env
+from genpool.shared import keys
 from rq import Queue
 from rq.serializers import JSONSerializer
-
-from devstack import services
-from devstack.stack import SIM_KEY, WorkerGroup, create_bucket, stack_env
-from shared import keys
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "gemini-3.1-flash-lite"  # served by the simulator out of the box
@@ -82,7 +81,7 @@ class Stack:
     def connection(self) -> redis.Redis:
         return redis.Redis.from_url(self.env["REDIS_URL"])
 
-    def workers(self, module: str = "worker.main") -> WorkerGroup:
+    def workers(self, module: str = "genpool.worker.main") -> WorkerGroup:
         return BenchWorkers(self.env, self.workdir, module=module)
 
 
@@ -90,7 +89,7 @@ class Stack:
 class BenchWorkers(WorkerGroup):
     """devstack's WorkerGroup, started from ``module`` (bench.noop_worker for the no-op baseline)."""
 
-    module: str = "worker.main"
+    module: str = "genpool.worker.main"
 
     def start(self, count: int = 1, concurrency: int = 16, burst: bool = False) -> None:
         argv = [sys.executable, "-m", self.module, "--concurrency", str(concurrency)]

@@ -15,11 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from genpool.devstack import services
+from genpool.devstack.stack import SIM_KEY, WorkerGroup, create_bucket, stack_env
 from rich.console import Console
 from rich.table import Table
-
-from devstack import services
-from devstack.stack import SIM_KEY, WorkerGroup, create_bucket, stack_env
 
 # The demo's simulator: realistic latency, and a flaky primary text model so the table shows retries and
 # fallbacks happening.
@@ -61,8 +60,8 @@ def results_table(records: list[Any]) -> Table:
 
 
 def run(workdir: Path, console: Console) -> int:
-    from producer.client import GenPool
-    from shared.settings import Settings
+    from genpool.producer.client import GenPool
+    from genpool.shared.settings import Settings
 
     started: list[services.Service] = []
     workers: WorkerGroup | None = None

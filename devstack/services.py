@@ -114,10 +114,10 @@ def start_s3(port: int | None = None, workdir: Path | None = None) -> Service:
 
 def start_sim(config_path: Path | None = None, port: int | None = None, workdir: Path | None = None,
               env: dict[str, str] | None = None) -> Service:
-    """The offline Gemini simulator (`python -m sim`) in its own process."""
+    """The offline Gemini simulator (`python -m genpool.sim`) in its own process."""
     port = port or free_port()
     path = _workdir(workdir, "sim")
-    argv = [sys.executable, "-m", "sim", "--port", str(port), "--host", "127.0.0.1",
+    argv = [sys.executable, "-m", "genpool.sim", "--port", str(port), "--host", "127.0.0.1",
             "--request-log", str(path / "requests.jsonl")]
     if config_path is not None:
         argv += ["--config", str(config_path)]

@@ -46,14 +46,14 @@ def create_bucket(env: dict[str, str]) -> None:
 
 @dataclass
 class WorkerGroup:
-    """Worker processes started with `python -m worker.main`."""
+    """Worker processes started with `python -m genpool.worker.main`."""
 
     env: dict[str, str]
     workdir: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self, count: int = 1, concurrency: int = 16, burst: bool = False) -> None:
-        argv = [sys.executable, "-m", "worker.main", "--concurrency", str(concurrency)] + (["--burst"] if burst else [])
+        argv = [sys.executable, "-m", "genpool.worker.main", "--concurrency", str(concurrency)] + (["--burst"] if burst else [])
         child_env = {**_base_env(), **self.env}
         for _ in range(count):
             n = len(self.procs)

@@ -9,10 +9,10 @@ import sys
 import uuid
 from collections.abc import Callable, Sequence
 
-from shared import keys
-from shared.errors import GenpoolError
-from shared.redisconn import connect
-from shared.settings import Settings
+from genpool.shared import keys
+from genpool.shared.errors import GenpoolError
+from genpool.shared.redisconn import connect
+from genpool.shared.settings import Settings
 
 Check = tuple[str, bool, str]
 
@@ -34,7 +34,7 @@ def check_redis(settings: Settings) -> str:
 
 
 def check_s3(settings: Settings) -> str:
-    from shared.storage import S3Store, StoredObject
+    from genpool.shared.storage import S3Store, StoredObject
 
     store = S3Store.from_settings(settings)
     key = f"{settings.s3_prefix}/_health/{uuid.uuid4().hex}"
@@ -47,8 +47,8 @@ def check_s3(settings: Settings) -> str:
 
 
 def check_models(settings: Settings) -> list[Check]:
-    from shared.catalog import load_catalog
-    from worker.gemini import GeminiGateway
+    from genpool.shared.catalog import load_catalog
+    from genpool.worker.gemini import GeminiGateway
 
     catalog = load_catalog(settings)
     gateway = GeminiGateway(settings)

@@ -12,14 +12,13 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import redis
+from genpool.ops.modelstate import STATES
+from genpool.ops.snapshot import Row, Snapshot, catalog_limits, take
+from genpool.ops.summary import latency_summary
+from genpool.shared.ratelimit import ModelLimits
+from genpool.shared.redisconn import connect
+from genpool.shared.settings import Settings
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-
-from ops.modelstate import STATES
-from ops.snapshot import Row, Snapshot, catalog_limits, take
-from ops.summary import latency_summary
-from shared.ratelimit import ModelLimits
-from shared.redisconn import connect
-from shared.settings import Settings
 
 COUNTERS = {
     "attempts_total": ("genpool_requests", "Gemini calls by model, job kind and outcome (rate_limited = 429)"),
@@ -116,9 +115,8 @@ def queues(snap: Snapshot) -> Metric:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from genpool.shared.catalog import load_catalog
     from prometheus_client import REGISTRY, start_http_server
-
-    from shared.catalog import load_catalog
 
     parser = argparse.ArgumentParser(prog="genpool metrics")
     parser.add_argument("--port", type=int, default=None)

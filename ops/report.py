@@ -17,16 +17,15 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 import redis
-
-from ops import svg
-from ops.snapshot import Snapshot, catalog_limits, take
-from ops.summary import summarize
-from ops.tables import state_text
-from shared.catalog import load_catalog
-from shared.errors import GenpoolError
-from shared.metrics import TIMELINE_STEP_S, TimelinePoint, read_timeline
-from shared.redisconn import connect
-from shared.settings import Settings
+from genpool.ops import svg
+from genpool.ops.snapshot import Snapshot, catalog_limits, take
+from genpool.ops.summary import summarize
+from genpool.ops.tables import state_text
+from genpool.shared.catalog import load_catalog
+from genpool.shared.errors import GenpoolError
+from genpool.shared.metrics import TIMELINE_STEP_S, TimelinePoint, read_timeline
+from genpool.shared.redisconn import connect
+from genpool.shared.settings import Settings
 
 RATE_WINDOW_S = 60  # requests/min = calls in the trailing minute, sampled every TIMELINE_STEP_S
 CALLS_COLOR, LIMITED_COLOR, QUOTA_COLOR, CEILING_COLOR = "#2b6cb0", "#c53030", "#444", "#dd8a00"
@@ -175,7 +174,7 @@ def _kinds(report: Report) -> str:
 
 def write(report: Report, out: Path) -> None:
     if out.suffix.lower() == ".png":
-        from ops.report_png import render_png
+        from genpool.ops.report_png import render_png
 
         render_png(report, out)
     else:

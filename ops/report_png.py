@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ops.report import Report
+    from genpool.ops.report import Report
 
 
 def render_png(report: Report, out: Path) -> None:
@@ -15,8 +15,7 @@ def render_png(report: Report, out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ops.report import CALLS_COLOR, LIMITED_COLOR, quotas
+    from genpool.ops.report import CALLS_COLOR, LIMITED_COLOR, quotas
 
     models = list(report.rates) or ["(no calls)"]
     fig, axes = plt.subplots(len(models), 1, figsize=(10, 2.6 * len(models)), squeeze=False)

@@ -9,13 +9,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import redis
-
-from ops.modelstate import ModelState, classify
-from shared import keys
-from shared.catalog import Catalog
-from shared.metrics import read_counters
-from shared.ratelimit import ModelLimits, RedisLimiter
-from shared.ratelimit.strategy import effective_limit, specs_for
+from genpool.ops.modelstate import ModelState, classify
+from genpool.shared import keys
+from genpool.shared.catalog import Catalog
+from genpool.shared.metrics import read_counters
+from genpool.shared.ratelimit import ModelLimits, RedisLimiter
+from genpool.shared.ratelimit.strategy import effective_limit, specs_for
 
 Row = tuple[str, dict[str, str], float]
 

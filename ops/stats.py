@@ -11,13 +11,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
-
-from ops.snapshot import catalog_limits, take
-from ops.summary import summarize
-from shared.catalog import load_catalog
-from shared.errors import GenpoolError
-from shared.redisconn import connect
-from shared.settings import Settings
+from genpool.ops.snapshot import catalog_limits, take
+from genpool.ops.summary import summarize
+from genpool.shared.catalog import load_catalog
+from genpool.shared.errors import GenpoolError
+from genpool.shared.redisconn import connect
+from genpool.shared.settings import Settings
 
 
 def collect(conn: redis.Redis, settings: Settings) -> dict[str, Any]:
@@ -30,9 +29,8 @@ def _show(data: dict[str, Any], as_json: bool, clear: bool) -> None:
     if as_json:
         print(json.dumps(data, sort_keys=True), flush=True)
         return
+    from genpool.ops.tables import render
     from rich.console import Console
-
-    from ops.tables import render
 
     console = Console()
     if clear:

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from ops.snapshot import Snapshot
-from shared.metrics import LATENCY_BUCKETS_S
+from genpool.ops.snapshot import Snapshot
+from genpool.shared.metrics import LATENCY_BUCKETS_S
 
 Totals = dict[str, dict[str, float]]
 #: Counters summed per model and per kind under their own name.

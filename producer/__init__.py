@@ -1,11 +1,11 @@
 """The producer side: validate requests and enqueue them (rq + redis + pydantic only).
 
-    from producer import GenPool
+    from genpool.producer import GenPool
     pool = GenPool.from_env()
     handle = pool.submit({"kind": "text", "prompt": "Write a haiku about queues"})
     record = handle.wait(timeout_s=60)
 """
 
-from producer.client import GenPool, JobHandle
+from genpool.producer.client import GenPool, JobHandle
 
 __all__ = ["GenPool", "JobHandle"]

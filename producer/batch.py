@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from producer.client import GenPool, JobHandle
-from shared.errors import GenpoolError
-from shared.jobs import ErrorInfo, ResultRecord
+from genpool.producer.client import GenPool, JobHandle
+from genpool.shared.errors import GenpoolError
+from genpool.shared.jobs import ErrorInfo, ResultRecord
 
 BATCH = 500
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.errors import GenpoolError
-from shared.jobs import ResultRecord
+from genpool.shared.errors import GenpoolError
+from genpool.shared.jobs import ResultRecord
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -64,7 +64,7 @@ def _load_schema(raw: str | None) -> Any:
 
 
 def _pool() -> Any:
-    from producer.client import GenPool
+    from genpool.producer.client import GenPool
 
     return GenPool.from_env()
 
@@ -81,7 +81,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_submit_file(args: argparse.Namespace) -> int:
-    from producer.batch import submit_file
+    from genpool.producer.batch import submit_file
 
     return submit_file(_pool(), Path(args.file), priority=args.priority, wait=args.wait, as_json=args.json,
                        timeout_s=args.timeout)
@@ -101,7 +101,7 @@ def cmd_result(args: argparse.Namespace) -> int:
         print(f"job {args.job_id} has no result yet (status: {pool.handle(args.job_id).status()})", file=sys.stderr)
         return EXIT_FAILED
     if args.out:
-        from shared.storage import S3Store
+        from genpool.shared.storage import S3Store
 
         if record.storage is None:
             print("the job has no stored output", file=sys.stderr)
@@ -113,10 +113,10 @@ def cmd_result(args: argparse.Namespace) -> int:
     return EXIT_OK if record.status == "finished" else EXIT_FAILED
 
 
-DELEGATED = {"worker": ("worker.main", "run workers"), "sim": ("sim.cli", "run the Gemini simulator"),
-             "stats": ("ops.stats", "per-model metrics"), "health": ("ops.health", "health check"),
-             "metrics": ("ops.prometheus", "Prometheus endpoint"),
-             "report": ("ops.report", "HTML report: requests/min vs quota, fallbacks, cost")}
+DELEGATED = {"worker": ("genpool.worker.main", "run workers"), "sim": ("genpool.sim.cli", "run the Gemini simulator"),
+             "stats": ("genpool.ops.stats", "per-model metrics"), "health": ("genpool.ops.health", "health check"),
+             "metrics": ("genpool.ops.prometheus", "Prometheus endpoint"),
+             "report": ("genpool.ops.report", "HTML report: requests/min vs quota, fallbacks, cost")}
 
 
 def _delegate(module: str, rest: Sequence[str]) -> int:

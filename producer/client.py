@@ -10,19 +10,18 @@ from typing import Any
 
 import pydantic
 import redis
+from genpool.shared import keys
+from genpool.shared.catalog import Catalog, load_catalog
+from genpool.shared.errors import ServiceUnavailable, ValidationError
+from genpool.shared.jobs import Envelope, Request, ResultRecord, new_job_id, parse_request
+from genpool.shared.redisconn import connect
+from genpool.shared.settings import Settings
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, Retry
 from rq.serializers import JSONSerializer
 
-from shared import keys
-from shared.catalog import Catalog, load_catalog
-from shared.errors import ServiceUnavailable, ValidationError
-from shared.jobs import Envelope, Request, ResultRecord, new_job_id, parse_request
-from shared.redisconn import connect
-from shared.settings import Settings
-
-TASK = "worker.tasks.generate"
+TASK = "genpool.worker.tasks.generate"
 ABANDONED_RETRIES = 3  # a job whose worker died is requeued this many times (RQ Retry)
 IDEMPOTENCY_TTL_S = 7 * 24 * 3600
 CHARS_PER_TOKEN = 4

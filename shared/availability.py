@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-
-from shared import keys
-from shared.errors import LimiterUnavailable
-from shared.settings import Settings
+from genpool.shared import keys
+from genpool.shared.errors import LimiterUnavailable
+from genpool.shared.settings import Settings
 
 _SCRIPT = (Path(__file__).with_name("lua") / "breaker.lua").read_text()
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from shared.errors import ConfigError
-from shared.settings import Settings
+from genpool.shared.errors import ConfigError
+from genpool.shared.settings import Settings
 
 JOB_KINDS = ("text", "chat", "json", "image")
 PRESETS_DIR = Path(__file__).with_name("presets")

@@ -6,9 +6,8 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
+from genpool.shared.schema import schema_problems
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
-
-from shared.schema import schema_problems
 
 WIRE_VERSION = 1
 MAX_PROMPT_CHARS = 2_000_000

@@ -15,7 +15,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 if TYPE_CHECKING:
-    from shared.settings import Settings
+    from genpool.shared.settings import Settings
 
 RETRIES = 2  # after the first try
 BACKOFF_CAP_S = 0.25

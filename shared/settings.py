@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.errors import ConfigError
+from genpool.shared.errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_IMAGE_MODEL = "gemini-3.1-flash-image"

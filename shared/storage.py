@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode
 
-from shared.errors import ConfigError, StorageUnavailable
+from genpool.shared.errors import ConfigError, StorageUnavailable
 
 if TYPE_CHECKING:
-    from shared.settings import Settings
+    from genpool.shared.settings import Settings
 
 EXTENSIONS = {"text": ("txt", "text/plain; charset=utf-8"), "chat": ("txt", "text/plain; charset=utf-8"),
               "json": ("json", "application/json"), "image": ("png", "image/png")}

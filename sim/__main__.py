@@ -1,10 +1,10 @@
-"""`python -m sim ...`: run the Gemini API simulator."""
+"""`python -m genpool.sim ...`: run the Gemini API simulator."""
 
 from __future__ import annotations
 
 import sys
 
-from sim.cli import main
+from genpool.sim.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

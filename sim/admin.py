@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from sim.errors import ApiError, ConfigError, invalid_argument, route_not_found
-from sim.request import parse_json
-from sim.state import Simulator
+from genpool.sim.errors import ApiError, ConfigError, invalid_argument, route_not_found
+from genpool.sim.request import parse_json
+from genpool.sim.state import Simulator
 
 
 def _settings_view(sim: Simulator) -> dict[str, Any]:

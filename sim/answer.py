@@ -8,12 +8,12 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from sim.catalog import ModelSettings
-from sim.config import Triggers
-from sim.png import image_size, write_png
-from sim.request import GenerateRequest
-from sim.schemafill import fill_schema
-from sim.textgen import answer_text, prompt_digest, prompt_tokens, shape, text_tokens
+from genpool.sim.catalog import ModelSettings
+from genpool.sim.config import Triggers
+from genpool.sim.png import image_size, write_png
+from genpool.sim.request import GenerateRequest
+from genpool.sim.schemafill import fill_schema
+from genpool.sim.textgen import answer_text, prompt_digest, prompt_tokens, shape, text_tokens
 
 TOKENS_PER_IMAGE = 1290  # what Gemini bills for one generated image
 _TRIGGERS = ("block", "safety", "recitation", "max_tokens", "noimage")

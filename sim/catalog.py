@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sim.quota import Limits
+from genpool.sim.quota import Limits
 
 TEXT_MODELS = ("gemini-3.8-flash", "gemini-3.5-flash", "gemini-3.1-flash-lite", "gemini-3.1-pro-preview",
                "gemini-2.5-flash", "gemini-2.5-flash-lite")

@@ -1,4 +1,4 @@
-"""`python -m sim` / `genpool sim`: parse arguments, load the config, serve until SIGTERM or SIGINT."""
+"""`python -m genpool.sim` / `genpool sim`: parse arguments, load the config, serve until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import sys
 import threading
 from pathlib import Path
 
-from sim.config import load_config
-from sim.errors import ConfigError
-from sim.reqlog import RequestLog
-from sim.server import SimServer
-from sim.state import Simulator
+from genpool.sim.config import load_config
+from genpool.sim.errors import ConfigError
+from genpool.sim.reqlog import RequestLog
+from genpool.sim.server import SimServer
+from genpool.sim.state import Simulator
 
 
 def build_parser() -> argparse.ArgumentParser:

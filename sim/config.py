@@ -10,9 +10,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from sim import catalog
-from sim.errors import ConfigError
-from sim.faults import FaultSpec, parse_faults
+from genpool.sim import catalog
+from genpool.sim.errors import ConfigError
+from genpool.sim.faults import FaultSpec, parse_faults
 
 _TOP_KEYS = {"api_keys", "unknown_models", "seed", "quota_tier", "defaults", "models", "faults", "triggers"}
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sim.errors import ConfigError
+from genpool.sim.errors import ConfigError
 
 KINDS = ("503", "500", "404", "400", "hang", "reset", "slow")
 HANG_DEFAULT_S = 600.0  # longer than any sane client timeout

@@ -15,13 +15,13 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from sim.admin import handle_admin
-from sim.errors import ApiError, invalid_argument, route_not_found
-from sim.models_api import get_model, list_models
-from sim.pipeline import Call, Outcome, count_tokens, generate
+from genpool.sim.admin import handle_admin
+from genpool.sim.errors import ApiError, invalid_argument, route_not_found
+from genpool.sim.models_api import get_model, list_models
+from genpool.sim.pipeline import Call, Outcome, count_tokens, generate
 
 if TYPE_CHECKING:
-    from sim.server import SimServer
+    from genpool.sim.server import SimServer
 
 IDLE_TIMEOUT_S = 120.0  # idle keep-alive connections are closed after this
 MAX_BODY_BYTES = 64 * 1024 * 1024

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
-from sim.catalog import ModelSettings
-from sim.errors import ApiError, invalid_argument
-from sim.pipeline import Call, Outcome, authenticate, require_model
-from sim.state import Simulator
+from genpool.sim.catalog import ModelSettings
+from genpool.sim.errors import ApiError, invalid_argument
+from genpool.sim.pipeline import Call, Outcome, authenticate, require_model
+from genpool.sim.state import Simulator
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000

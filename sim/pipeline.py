@@ -10,17 +10,17 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sim.answer import count_tokens_body, make_plan, render, response_body, stream_bodies
-from sim.catalog import ModelSettings
-from sim.config import SimConfig
-from sim.errors import ApiError, bad_api_key, fault_error, missing_api_key, model_not_found
-from sim.faults import FaultSpec
-from sim.quota import Cost
-from sim.quota_errors import quota_exhausted
-from sim.request import field_of, parse_generate, parse_json
-from sim.state import Simulator
-from sim.stats import Record
-from sim.textgen import prompt_tokens
+from genpool.sim.answer import count_tokens_body, make_plan, render, response_body, stream_bodies
+from genpool.sim.catalog import ModelSettings
+from genpool.sim.config import SimConfig
+from genpool.sim.errors import ApiError, bad_api_key, fault_error, missing_api_key, model_not_found
+from genpool.sim.faults import FaultSpec
+from genpool.sim.quota import Cost
+from genpool.sim.quota_errors import quota_exhausted
+from genpool.sim.request import field_of, parse_generate, parse_json
+from genpool.sim.state import Simulator
+from genpool.sim.stats import Record
+from genpool.sim.textgen import prompt_tokens
 
 _ERROR_FAULTS = {"503": 503, "500": 500, "404": 404, "400": 400}
 _RESPONSE_IDS = itertools.count(1)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sim.errors import ApiError
-from sim.quota import Violation
+from genpool.sim.errors import ApiError
+from genpool.sim.quota import Violation
 
 # dimension -> (metric name part, quotaId) as the real API reports them.
 _QUOTAS = {

@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sim.errors import ApiError, invalid_argument
-from sim.png import ASPECT_RATIOS
+from genpool.sim.errors import ApiError, invalid_argument
+from genpool.sim.png import ASPECT_RATIOS
 
 _SNAKE = re.compile(r"(?<!^)([A-Z])")
 _MODALITIES = {"TEXT", "IMAGE", "AUDIO"}

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sim.request import field_of
+from genpool.sim.request import field_of
 
 _MAX_DEPTH = 8  # beyond this (recursive $refs), objects and arrays are left empty
 _FORMATS: dict[str, Callable[[random.Random], str]] = {

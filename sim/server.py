@@ -7,8 +7,8 @@ import socketserver
 import threading
 from http.server import ThreadingHTTPServer
 
-from sim.handler import SimHandler
-from sim.state import Simulator
+from genpool.sim.handler import SimHandler
+from genpool.sim.state import Simulator
 
 LISTEN_BACKLOG = 1024  # a benchmark opens a few hundred connections at once
 

@@ -8,14 +8,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sim import catalog
-from sim.catalog import ModelSettings
-from sim.config import SimConfig, check_table
-from sim.errors import ConfigError
-from sim.faults import FaultBoard, FaultSpec, parse_faults
-from sim.quota import Cost, ModelQuota, Violation
-from sim.reqlog import RequestLog
-from sim.stats import Gauges, Record, Stats
+from genpool.sim import catalog
+from genpool.sim.catalog import ModelSettings
+from genpool.sim.config import SimConfig, check_table
+from genpool.sim.errors import ConfigError
+from genpool.sim.faults import FaultBoard, FaultSpec, parse_faults
+from genpool.sim.quota import Cost, ModelQuota, Violation
+from genpool.sim.reqlog import RequestLog
+from genpool.sim.stats import Gauges, Record, Stats
 
 
 class Simulator:

@@ -6,7 +6,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 
-from sim.request import GenerateRequest
+from genpool.sim.request import GenerateRequest
 
 TOKENS_PER_INLINE_PART = 258  # what Gemini bills for one input image
 ECHO_CHARS = 200

@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 import redis
-
-from devstack import services
-from devstack.stack import SimAdmin
+from genpool.devstack import services
+from genpool.devstack.stack import SimAdmin
 
 
 @pytest.fixture(scope="session")
@@ -111,10 +110,9 @@ def sim_admin(url: str, path: str, payload: dict[str, object] | None = None) -> 
 class Stack:
     def __init__(self, env: dict[str, str], workdir: Path, sim_url: str) -> None:
         import boto3
-
-        from devstack.stack import SimAdmin, WorkerGroup, create_bucket
-        from producer.client import GenPool
-        from shared.settings import Settings
+        from genpool.devstack.stack import SimAdmin, WorkerGroup, create_bucket
+        from genpool.producer.client import GenPool
+        from genpool.shared.settings import Settings
 
         self.env = env
         self.workdir = workdir
@@ -141,7 +139,7 @@ class Stack:
 def stack(redis_url: str, s3_service: services.Service, sim_url: str, tmp_path: Path) -> Iterator[Stack]:
     import uuid
 
-    from devstack.stack import stack_env
+    from genpool.devstack.stack import stack_env
 
     env = stack_env(redis_url, s3_service.url, sim_url, SIM_TEST_KEY, tmp_path,
                     bucket=f"t-{uuid.uuid4().hex[:12]}")

@@ -7,12 +7,11 @@ import logging
 from types import TracebackType
 
 import redis
+from genpool.shared.errors import GenpoolError
+from genpool.shared.jobs import ErrorInfo, ResultRecord
+from genpool.shared.metrics import MetricsBatch
 from rq.exceptions import AbandonedJobError
 from rq.job import Job
-
-from shared.errors import GenpoolError
-from shared.jobs import ErrorInfo, ResultRecord
-from shared.metrics import MetricsBatch
 
 log = logging.getLogger("genpool.worker")
 KIND = "abandoned"
@@ -23,7 +22,7 @@ def record_abandoned(job: Job, exc_type: type[BaseException] | None, exc: BaseEx
     """RQ exception handler: a job abandoned with no retries left gets a failed record (unless it has one)."""
     if not isinstance(exc, AbandonedJobError) or (job.retries_left or 0) > 0:
         return True
-    from worker.runtime import get_runtime
+    from genpool.worker.runtime import get_runtime
 
     results = get_runtime().results
     try:

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from shared import errors as e
+from genpool.shared import errors as e
 
 BLOCKING_FINISH = {"SAFETY", "PROHIBITED_CONTENT", "IMAGE_SAFETY", "BLOCKLIST", "SPII", "IMAGE_PROHIBITED_CONTENT"}
 RETRYABLE_FINISH = {"RECITATION", "IMAGE_RECITATION", "MALFORMED_FUNCTION_CALL", "OTHER", "IMAGE_OTHER", "NO_IMAGE"}

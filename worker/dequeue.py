@@ -16,7 +16,7 @@ from importlib import resources
 import redis
 from rq import Queue
 
-LUA = resources.files("shared").joinpath("lua/dequeue.lua").read_text()
+LUA = resources.files("genpool.shared").joinpath("lua/dequeue.lua").read_text()
 POLL_S = 0.2  # while idle: block on the first queue this long, then look at every queue again
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shared.jobs import ChatRequest, ImageRequest, JsonRequest, Request
-from shared.settings import Settings
-from worker import answers, translate
-from worker.answers import Generation
+from genpool.shared.jobs import ChatRequest, ImageRequest, JsonRequest, Request
+from genpool.shared.settings import Settings
+from genpool.worker import answers, translate
+from genpool.worker.answers import Generation
 
 Turn = tuple[str, str]  # (role, text)
 

@@ -12,15 +12,14 @@ import logging
 from types import TracebackType
 from typing import Any
 
+from genpool.shared.errors import Permanent
+from genpool.shared.jobs import ErrorInfo, ResultRecord
+from genpool.shared.metrics import MetricsBatch
 from rq.exceptions import DeserializationError
 from rq.job import Job
 
-from shared.errors import Permanent
-from shared.jobs import ErrorInfo, ResultRecord
-from shared.metrics import MetricsBatch
-
 log = logging.getLogger("genpool.worker")
-ENTRY_POINTS = frozenset({"worker.tasks.generate"})
+ENTRY_POINTS = frozenset({"genpool.worker.tasks.generate"})
 MAX_REASON_CHARS = 200
 
 
@@ -67,7 +66,7 @@ def record_refusal(job: Job, exc_type: type[BaseException] | None, exc: BaseExce
     """RQ exception handler: a refused job fails once, with a genpool record under its id."""
     if not refused(exc):
         return True
-    from worker.runtime import get_runtime
+    from genpool.worker.runtime import get_runtime
 
     job.retries_left = 0  # retrying cannot make it runnable
     message = str(exc) if isinstance(exc, RefusedJob) else "refused: the job payload is not genpool's JSON"

@@ -13,12 +13,11 @@ import threading
 from collections.abc import Sequence
 
 import redis
-
-from shared.errors import ConfigError, GenpoolError
-from shared.settings import Settings
-from worker import logs, stalls
-from worker.pool import PoolWorker, queues_for
-from worker.runtime import Runtime, limits_for, redis_client, set_runtime
+from genpool.shared.errors import ConfigError, GenpoolError
+from genpool.shared.settings import Settings
+from genpool.worker import logs, stalls
+from genpool.worker.pool import PoolWorker, queues_for
+from genpool.worker.runtime import Runtime, limits_for, redis_client, set_runtime
 
 log = logging.getLogger("genpool.worker")
 
@@ -116,7 +115,7 @@ def run_one(settings: Settings, concurrency: int, burst: bool) -> int:
 
 def run_many(workers: int, concurrency: int, burst: bool) -> int:
     """Supervise ``workers`` processes; SIGTERM/SIGINT is passed on for a warm shutdown."""
-    argv = [sys.executable, "-m", "worker.main", "--concurrency", str(concurrency)] + (["--burst"] if burst else [])
+    argv = [sys.executable, "-m", "genpool.worker.main", "--concurrency", str(concurrency)] + (["--burst"] if burst else [])
     procs = [subprocess.Popen(argv) for _ in range(workers)]
 
     def forward(signum: int, _frame: object) -> None:

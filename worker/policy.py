@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import tenacity
-
-from shared import errors as e
+from genpool.shared import errors as e
 
 FAIL_TYPES: tuple[type[e.GenpoolError], ...] = (e.AuthError, e.InvalidRequest, e.ContentBlocked,
                                                 e.OutputTruncated, e.ConfigError)

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from shared.jobs import Request, ResultRecord, StorageRef
-from shared.metrics import MetricsBatch
-from worker.answers import Generation
-from worker.gemini import Call, Turn
+from genpool.shared.jobs import Request, ResultRecord, StorageRef
+from genpool.shared.metrics import MetricsBatch
+from genpool.worker.answers import Generation
+from genpool.worker.gemini import Call, Turn
 
 
 class Decision(Protocol):

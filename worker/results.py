@@ -7,15 +7,14 @@ import logging
 import time
 
 import redis
-
-from shared import keys
-from shared.errors import GenpoolError, StorageUnavailable
-from shared.jobs import ResultRecord, StorageRef
-from shared.metrics import MetricsBatch
-from shared.storage import ObjectStore, StoredObject, content_type, object_key
-from worker.answers import Generation
-from worker.gemini import Turn
-from worker.spool import Spool
+from genpool.shared import keys
+from genpool.shared.errors import GenpoolError, StorageUnavailable
+from genpool.shared.jobs import ResultRecord, StorageRef
+from genpool.shared.metrics import MetricsBatch
+from genpool.shared.storage import ObjectStore, StoredObject, content_type, object_key
+from genpool.worker.answers import Generation
+from genpool.worker.gemini import Turn
+from genpool.worker.spool import Spool
 
 log = logging.getLogger("genpool.results")
 CONVERSATION_TTL_S = 30 * 24 * 3600

@@ -6,15 +6,15 @@ import logging
 import math
 from dataclasses import dataclass
 
-from shared import errors as e
-from shared.catalog import Catalog, ModelSpec
-from shared.jobs import ChatRequest, Envelope, ImageRequest, Request, ResultRecord, StorageRef
-from worker import policy
-from worker.answers import Generation
-from worker.gemini import Call, Turn
-from worker.ports import Decision, Ports
-from worker.stalls import InFlight
-from worker.trace import Trace
+from genpool.shared import errors as e
+from genpool.shared.catalog import Catalog, ModelSpec
+from genpool.shared.jobs import ChatRequest, Envelope, ImageRequest, Request, ResultRecord, StorageRef
+from genpool.worker import policy
+from genpool.worker.answers import Generation
+from genpool.worker.gemini import Call, Turn
+from genpool.worker.ports import Decision, Ports
+from genpool.worker.stalls import InFlight
+from genpool.worker.trace import Trace
 
 CHARS_PER_TOKEN = 4
 OUTAGE_DEFER_S = 2.0  # Redis (limiter, breaker state) unreachable: back on the queue, not failed

@@ -8,21 +8,20 @@ import time
 from dataclasses import dataclass
 
 import redis
-
-from shared.availability import Availability, BreakerPolicy
-from shared.catalog import Catalog, ModelSpec, load_catalog
-from shared.redisconn import connect
-from shared.settings import Settings
-from shared.storage import S3Store
-from worker.gemini import GeminiGateway
-from worker.ports import Ports
-from worker.results import ResultStore
-from worker.runner import Runner, RunnerConfig
-from worker.spool import Spool
+from genpool.shared.availability import Availability, BreakerPolicy
+from genpool.shared.catalog import Catalog, ModelSpec, load_catalog
+from genpool.shared.redisconn import connect
+from genpool.shared.settings import Settings
+from genpool.shared.storage import S3Store
+from genpool.worker.gemini import GeminiGateway
+from genpool.worker.ports import Ports
+from genpool.worker.results import ResultStore
+from genpool.worker.runner import Runner, RunnerConfig
+from genpool.worker.spool import Spool
 
 
 def limits_for(spec: ModelSpec) -> object:
-    from shared.ratelimit import ModelLimits
+    from genpool.shared.ratelimit import ModelLimits
 
     return ModelLimits(rpm=spec.rpm, tpm=spec.tpm, rpd=spec.rpd, ipm=spec.ipm, window_s=spec.window_s,
                        safety=spec.safety, burst=spec.burst, token_burst=spec.token_burst)
@@ -45,7 +44,7 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
-        from shared.ratelimit import RedisLimiter
+        from genpool.shared.ratelimit import RedisLimiter
 
         catalog = load_catalog(settings)
         conn = redis_client(settings, pool_size=settings.concurrency * 2 + 16)

@@ -13,8 +13,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from shared.errors import GenpoolError
-from shared.storage import ObjectStore, StoredObject
+from genpool.shared.errors import GenpoolError
+from genpool.shared.storage import ObjectStore, StoredObject
 
 log = logging.getLogger("genpool.spool")
 

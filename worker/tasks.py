@@ -1,4 +1,4 @@
-"""RQ entry points. The function path ``worker.tasks.generate`` is part of the wire format: keep it."""
+"""RQ entry points. The function path ``genpool.worker.tasks.generate`` is part of the wire format: keep it."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import logging
 from typing import Any
 
 import pydantic
+from genpool.shared import keys
+from genpool.shared.jobs import Envelope, ErrorInfo, ResultRecord
+from genpool.shared.metrics import MetricsBatch
+from genpool.worker.runner import JobFailed
+from genpool.worker.runtime import get_runtime
 from rq import get_current_job
-
-from shared import keys
-from shared.jobs import Envelope, ErrorInfo, ResultRecord
-from shared.metrics import MetricsBatch
-from worker.runner import JobFailed
-from worker.runtime import get_runtime
 
 log = logging.getLogger("genpool.tasks")
 
@@ -28,7 +27,7 @@ def generate(envelope: Any) -> dict[str, str]:
 
 def _is_rerun() -> bool:
     """RQ requeued this job (its worker died mid-job): retries_left went down."""
-    from producer.client import ABANDONED_RETRIES
+    from genpool.producer.client import ABANDONED_RETRIES
 
     job = get_current_job()
     return job is not None and job.retries_left is not None and job.retries_left < ABANDONED_RETRIES

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from shared.errors import GenpoolError
-from shared.jobs import AttemptRecord, ErrorInfo, ResultRecord, StorageRef
-from shared.metrics import MetricsBatch
-from worker.answers import Generation
+from genpool.shared.errors import GenpoolError
+from genpool.shared.jobs import AttemptRecord, ErrorInfo, ResultRecord, StorageRef
+from genpool.shared.metrics import MetricsBatch
+from genpool.worker.answers import Generation
 
 log = logging.getLogger("genpool.attempt")
 

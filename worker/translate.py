@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from shared import errors as e
+from genpool.shared import errors as e
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 _CONTEXT_HINTS = ("input token count", "exceeds the maximum number of tokens", "context length", "too long")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shared.ratelimit.decision import Decision, Status
-from shared.ratelimit.limits import ModelLimits
-from shared.ratelimit.store import RedisLimiter, Scope
+from genpool.shared.ratelimit.decision import Decision, Status
+from genpool.shared.ratelimit.limits import ModelLimits
+from genpool.shared.ratelimit.store import RedisLimiter, Scope
 
 __all__ = ["Decision", "ModelLimits", "RedisLimiter", "Scope", "Status"]

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from shared.errors import ConfigError
+from genpool.shared.errors import ConfigError
 
 #: The bucket dimensions (refilled per window); ``rpd`` is a calendar-day counter, not a bucket.
 BUCKET_DIMS = ("rpm", "tpm", "ipm")

@@ -13,14 +13,13 @@ from contextlib import contextmanager
 from typing import Literal
 
 import redis
+from genpool.shared import keys
+from genpool.shared.errors import ConfigError, LimiterUnavailable
+from genpool.shared.ratelimit.days import current_pacific_offset_ms
+from genpool.shared.ratelimit.decision import Decision, from_reply, is_unconfigured
+from genpool.shared.ratelimit.limits import FIELD_NAMES, ModelLimits
+from genpool.shared.ratelimit.scripts import Scripts, evalsha
 from redis import exceptions as rexc
-
-from shared import keys
-from shared.errors import ConfigError, LimiterUnavailable
-from shared.ratelimit.days import current_pacific_offset_ms
-from shared.ratelimit.decision import Decision, from_reply, is_unconfigured
-from shared.ratelimit.limits import FIELD_NAMES, ModelLimits
-from shared.ratelimit.scripts import Scripts, evalsha
 
 #: What a 429 hit: "minute" = every per-window bucket (the provider rarely says which), one of them, or
 #: "day" (a per-day quota: cool down until the next Pacific midnight).

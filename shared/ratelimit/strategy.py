@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from shared.ratelimit.limits import BUCKET_DIMS, ModelLimits
+from genpool.shared.ratelimit.limits import BUCKET_DIMS, ModelLimits
 
 #: Absorbs float noise such as 29 * 0.01 = 0.29000000000000004 before floor/ceil (same in Lua).
 EPSILON = 1e-9

@@ -6,9 +6,8 @@ import time
 
 import pytest
 import redis
-
-from shared.availability import Availability, BreakerPolicy
-from shared.ratelimit import ModelLimits, RedisLimiter
+from genpool.shared.availability import Availability, BreakerPolicy
+from genpool.shared.ratelimit import ModelLimits, RedisLimiter
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -110,7 +109,7 @@ def test_each_failed_probe_doubles_the_open_period_up_to_the_cap(parts) -> None:
 
 
 def test_breaker_policy_from_settings() -> None:
-    from shared.settings import Settings
+    from genpool.shared.settings import Settings
 
     settings = Settings.from_env({"GEMINI_API_KEY": "k", "GENPOOL_BREAKER_FAILURES": "3", "GENPOOL_BREAKER_OPEN_S": "10",
                                   "GENPOOL_BREAKER_MAX_OPEN_S": "120", "GENPOOL_NOT_FOUND_OPEN_S": "600"},

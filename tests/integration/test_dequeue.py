@@ -8,12 +8,11 @@ import time
 
 import pytest
 import redis
+from genpool.shared import keys
+from genpool.worker.dequeue import SafeDequeue
+from genpool.worker.pool import PoolWorker
 from rq import Queue
 from rq.serializers import JSONSerializer
-
-from shared import keys
-from worker.dequeue import SafeDequeue
-from worker.pool import PoolWorker
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +47,7 @@ def test_pop_waits_for_a_job_on_any_queue(real_redis) -> None:
 
 def test_a_worker_killed_after_the_pop_leaves_its_job_recoverable(real_redis) -> None:
     queues = _queues(real_redis)
-    job = queues[2].enqueue("worker.tasks.generate", {"v": 1})
+    job = queues[2].enqueue("genpool.worker.tasks.generate", {"v": 1})
     dead = PoolWorker(queues, connection=real_redis, concurrency=1, heartbeat_s=1)
     job_back, queue = dead.dequeue_job_and_maintain_ttl(timeout=1)
     assert job_back.id == job.id and queue.name == queues[2].name

@@ -16,12 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
-
-from shared import keys
-from shared.errors import ConfigError
-from shared.ratelimit import Decision, ModelLimits, RedisLimiter
-from shared.ratelimit.days import DAY_MS, next_midnight_ms, pacific_offset_ms
-from shared.ratelimit.strategy import ReferenceBuckets, specs_for
+from genpool.shared import keys
+from genpool.shared.errors import ConfigError
+from genpool.shared.ratelimit import Decision, ModelLimits, RedisLimiter
+from genpool.shared.ratelimit.days import DAY_MS, next_midnight_ms, pacific_offset_ms
+from genpool.shared.ratelimit.strategy import ReferenceBuckets, specs_for
 
 pytestmark = pytest.mark.integration
 

@@ -15,12 +15,11 @@ from multiprocessing.pool import Pool
 
 import pytest
 import redis
+from genpool.shared.ratelimit import ModelLimits, RedisLimiter
+from genpool.shared.ratelimit.audit import max_window_sum
+from genpool.shared.ratelimit.strategy import specs_for
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-
-from shared.ratelimit import ModelLimits, RedisLimiter
-from shared.ratelimit.audit import max_window_sum
-from shared.ratelimit.strategy import specs_for
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 import redis
-
-from shared.ratelimit import ModelLimits, RedisLimiter
+from genpool.shared.ratelimit import ModelLimits, RedisLimiter
 
 pytestmark = pytest.mark.integration
 

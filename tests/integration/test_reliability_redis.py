@@ -8,8 +8,7 @@ import signal
 import time
 
 import pytest
-
-from shared.errors import ServiceUnavailable
+from genpool.shared.errors import ServiceUnavailable
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(150)]
 
@@ -112,7 +111,7 @@ def test_frozen_redis_mid_run_loses_no_job_and_no_worker(stack, redis_service):
 
 
 def test_start_up_warns_when_redis_can_lose_jobs(real_redis, redis_url, caplog):
-    from worker.main import check_redis
+    from genpool.worker.main import check_redis
 
     def warnings() -> list[str]:
         caplog.clear()

@@ -7,10 +7,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from genpool.producer.client import ABANDONED_RETRIES
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
-
-from producer.client import ABANDONED_RETRIES
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(120)]
 

@@ -18,14 +18,14 @@ import zlib
 from pathlib import Path
 
 import pytest
+from genpool.devstack import services
+from genpool.devstack.stack import WorkerGroup, stack_env
+from genpool.shared import keys
+from genpool.shared.errors import ValidationError
 from rq import Callback, Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from devstack import services
-from devstack.stack import WorkerGroup, stack_env
-from shared import keys
-from shared.errors import ValidationError
 from tests.conftest import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -184,7 +184,7 @@ class _CreatesFile:
 def _raw_job(stack: Stack, data: bytes) -> str:
     """A job whose stored payload is exactly ``data``, pushed on a genpool queue."""
     queue = Queue(QUEUE, connection=stack.redis, serializer=JSONSerializer)
-    job = queue.enqueue_call("worker.tasks.generate", args=[{}], job_id=uuid.uuid4().hex)
+    job = queue.enqueue_call("genpool.worker.tasks.generate", args=[{}], job_id=uuid.uuid4().hex)
     stack.redis.hset(job.key, "data", data)
     return job.id
 
@@ -198,16 +198,16 @@ def _malformed(stack: Stack, marker: Path) -> dict[str, str]:
     def envelope(rq_options: dict | None = None, **changes) -> str:
         job_id = uuid.uuid4().hex
         body = {**good, "job_id": job_id, **changes}
-        return json_queue.enqueue_call("worker.tasks.generate", args=[body], job_id=job_id, **(rq_options or {})).id
+        return json_queue.enqueue_call("genpool.worker.tasks.generate", args=[body], job_id=job_id, **(rq_options or {})).id
 
     return {
-        "pickle": pickle_queue.enqueue_call("worker.tasks.generate", args=[_CreatesFile(marker)]).id,
+        "pickle": pickle_queue.enqueue_call("genpool.worker.tasks.generate", args=[_CreatesFile(marker)]).id,
         "other_function": json_queue.enqueue_call("builtins.open", args=[str(marker), "w"]).id,
         "callback": envelope({"on_success": Callback("os.abort")}),
-        "no_args": json_queue.enqueue_call("worker.tasks.generate", args=[]).id,
-        "extra_kwargs": json_queue.enqueue_call("worker.tasks.generate", args=[good], kwargs={"x": 1}).id,
-        "bad_json": _raw_job(stack, zlib.compress(b'["worker.tasks.generate", null, [{"v": 1')),
-        "wrong_shape": _raw_job(stack, zlib.compress(b'{"func": "worker.tasks.generate"}')),
+        "no_args": json_queue.enqueue_call("genpool.worker.tasks.generate", args=[]).id,
+        "extra_kwargs": json_queue.enqueue_call("genpool.worker.tasks.generate", args=[good], kwargs={"x": 1}).id,
+        "bad_json": _raw_job(stack, zlib.compress(b'["genpool.worker.tasks.generate", null, [{"v": 1')),
+        "wrong_shape": _raw_job(stack, zlib.compress(b'{"func": "genpool.worker.tasks.generate"}')),
         "not_an_object": envelope(request="just a string"),
         "unknown_kind": envelope(request={"kind": "video", "prompt": "hi"}),
         "missing_fields": envelope(request={"kind": "json", "prompt": "no schema"}),

@@ -16,22 +16,21 @@ from typing import Any
 import fakeredis
 import pydantic
 import pytest
+from genpool.producer.client import GenPool
+from genpool.shared import keys
+from genpool.shared.errors import GenpoolError, ValidationError
+from genpool.shared.jobs import ASPECT_RATIOS, Envelope
+from genpool.shared.settings import Settings
+from genpool.worker import runtime as worker_runtime
+from genpool.worker import tasks
+from genpool.worker.jobguard import GenpoolJob, RefusedJob
+from genpool.worker.results import ResultStore
+from genpool.worker.runner import JobFailed
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from rq.exceptions import DeserializationError
 from rq.job import Job
 from rq.serializers import JSONSerializer
-
-from producer.client import GenPool
-from shared import keys
-from shared.errors import GenpoolError, ValidationError
-from shared.jobs import ASPECT_RATIOS, Envelope
-from shared.settings import Settings
-from worker import runtime as worker_runtime
-from worker import tasks
-from worker.jobguard import GenpoolJob, RefusedJob
-from worker.results import ResultStore
-from worker.runner import JobFailed
 
 FUZZ = settings(max_examples=200, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -232,13 +231,13 @@ def test_envelope_json_from_redis_raises_only_pydantic_errors(raw: bytes) -> Non
 
 @FUZZ
 @given(data=st.binary(max_size=200) | json_values.map(JSONSerializer.dumps)
-       | st.just(JSONSerializer.dumps(["worker.tasks.generate", None, [{}], {}]))
-       | st.tuples(odd_text | st.sampled_from(["os.system", "builtins.open", "worker.tasks.generate"]),
+       | st.just(JSONSerializer.dumps(["genpool.worker.tasks.generate", None, [{}], {}]))
+       | st.tuples(odd_text | st.sampled_from(["os.system", "builtins.open", "genpool.worker.tasks.generate"]),
                    json_values, st.lists(json_values, max_size=3), json_values).map(JSONSerializer.dumps),
        compress=st.booleans())
 def test_a_job_from_the_queue_resolves_only_genpools_entry_point(redis_conn: fakeredis.FakeRedis, data: bytes,
                                                                  compress: bool) -> None:
-    job = GenpoolJob.create("worker.tasks.generate", args=[{}], connection=redis_conn, serializer=JSONSerializer)
+    job = GenpoolJob.create("genpool.worker.tasks.generate", args=[{}], connection=redis_conn, serializer=JSONSerializer)
     job.save()
     redis_conn.hset(job.key, "data", zlib.compress(data) if compress else data)
     fetched = GenpoolJob.fetch(job.id, connection=redis_conn, serializer=JSONSerializer)

@@ -5,11 +5,10 @@ was never queued; a live claim or one whose job exists is never taken over."""
 from __future__ import annotations
 
 import redis
+from genpool.producer.client import IDEMPOTENCY_TTL_S, GenPool, _digest
+from genpool.shared import keys
+from genpool.shared.settings import Settings
 from rq.job import Job
-
-from producer.client import IDEMPOTENCY_TTL_S, GenPool, _digest
-from shared import keys
-from shared.settings import Settings
 
 REQUEST = {"kind": "text", "prompt": "hello"}
 

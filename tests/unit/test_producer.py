@@ -12,18 +12,17 @@ from typing import Any
 
 import pytest
 import redis
+from genpool.producer.client import GenPool
+from genpool.shared import keys
+from genpool.shared.catalog import parse_catalog
+from genpool.shared.errors import ServiceUnavailable, ValidationError
+from genpool.shared.jobs import ResultRecord
+from genpool.shared.settings import Settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry as RedisRetry
 from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
-
-from producer.client import GenPool
-from shared import keys
-from shared.catalog import parse_catalog
-from shared.errors import ServiceUnavailable, ValidationError
-from shared.jobs import ResultRecord
-from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,7 +60,7 @@ def test_every_kind_is_enqueued_on_its_priority_queue(pool: GenPool, fake_redis:
 def test_rq_job_calls_the_task_with_the_envelope(pool: GenPool, fake_redis: redis.Redis) -> None:
     handle = pool.submit(REQUESTS["text"], deadline_s=42)
     job = Job.fetch(handle.id, connection=fake_redis, serializer=JSONSerializer)
-    assert job.func_name == "worker.tasks.generate"
+    assert job.func_name == "genpool.worker.tasks.generate"
     envelope = job.args[0]
     assert envelope["job_id"] == handle.id
     assert envelope["request"]["prompt"] == "Say hello"
@@ -82,7 +81,7 @@ def test_job_payload_in_redis_is_json_not_pickle(pool: GenPool, fake_redis: redi
     assert raw is not None
     assert not raw.startswith(b"\x80")  # pickle protocol 2+ opcode
     decoded = json.loads(zlib.decompress(raw))  # RQ stores zlib-compressed serializer output
-    assert decoded[0] == "worker.tasks.generate"
+    assert decoded[0] == "genpool.worker.tasks.generate"
     assert decoded[2][0]["job_id"] == handle.id
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from shared.ratelimit.days import (
+from genpool.shared.ratelimit.days import (
     DAY_MS,
     _offset_in_hour,
     current_pacific_offset_ms,

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from shared.errors import ConfigError
-from shared.ratelimit.limits import ModelLimits
+from genpool.shared.errors import ConfigError
+from genpool.shared.ratelimit.limits import ModelLimits
 
 
 def test_hash_round_trip() -> None:

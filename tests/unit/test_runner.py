@@ -7,16 +7,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-
-from shared import errors as e
-from shared.catalog import Catalog, parse_catalog
-from shared.jobs import Envelope, ResultRecord, StorageRef, new_job_id, parse_request
-from shared.metrics import MetricsBatch
-from worker.answers import Generation
-from worker.gemini import Call, Turn
-from worker.policy import Backoff
-from worker.ports import Ports
-from worker.runner import JobFailed, Runner, RunnerConfig, estimate_tokens
+from genpool.shared import errors as e
+from genpool.shared.catalog import Catalog, parse_catalog
+from genpool.shared.jobs import Envelope, ResultRecord, StorageRef, new_job_id, parse_request
+from genpool.shared.metrics import MetricsBatch
+from genpool.worker.answers import Generation
+from genpool.worker.gemini import Call, Turn
+from genpool.worker.policy import Backoff
+from genpool.worker.ports import Ports
+from genpool.worker.runner import JobFailed, Runner, RunnerConfig, estimate_tokens
 
 # --- fakes --------------------------------------------------------------------------------------------
 

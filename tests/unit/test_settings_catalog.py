@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from shared.catalog import JOB_KINDS, ModelSpec, load_catalog, parse_catalog
-from shared.errors import ConfigError
-from shared.settings import DEFAULT_REDIS_URL, Settings
+from genpool.shared.catalog import JOB_KINDS, ModelSpec, load_catalog, parse_catalog
+from genpool.shared.errors import ConfigError
+from genpool.shared.settings import DEFAULT_REDIS_URL, Settings
 
 
 def settings(**env: str) -> Settings:

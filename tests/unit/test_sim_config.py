@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-
-from sim import cli
-from sim.config import config_from_dict, load_config
-from sim.errors import ConfigError
-from sim.faults import FaultBoard, parse_fault
-from sim.quota import Cost
-from sim.state import Simulator
+from genpool.sim import cli
+from genpool.sim.config import config_from_dict, load_config
+from genpool.sim.errors import ConfigError
+from genpool.sim.faults import FaultBoard, parse_fault
+from genpool.sim.quota import Cost
+from genpool.sim.state import Simulator
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "sim.example.toml"
 

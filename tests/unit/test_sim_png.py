@@ -6,8 +6,7 @@ import struct
 import zlib
 
 import pytest
-
-from sim.png import ASPECT_RATIOS, PNG_SIGNATURE, image_size, write_png
+from genpool.sim.png import ASPECT_RATIOS, PNG_SIGNATURE, image_size, write_png
 
 
 def read_png(data: bytes) -> tuple[int, int, bytes]:

@@ -6,8 +6,7 @@ import datetime as dt
 import math
 
 import pytest
-
-from sim.quota import (
+from genpool.sim.quota import (
     PACIFIC,
     Cost,
     DailyCounter,
@@ -16,7 +15,7 @@ from sim.quota import (
     SlidingWindow,
     seconds_to_pacific_midnight,
 )
-from sim.quota_errors import quota_exhausted, quota_names
+from genpool.sim.quota_errors import quota_exhausted, quota_names
 
 
 def test_window_admits_up_to_limit_then_reports_wait_until_oldest_expires() -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from sim.answer import make_plan, render, response_body, stream_bodies
-from sim.catalog import BUILTIN_DEFAULTS, resolve
-from sim.config import Triggers
-from sim.errors import ApiError
-from sim.request import parse_generate, parse_json
-from sim.textgen import shape
+from genpool.sim.answer import make_plan, render, response_body, stream_bodies
+from genpool.sim.catalog import BUILTIN_DEFAULTS, resolve
+from genpool.sim.config import Triggers
+from genpool.sim.errors import ApiError
+from genpool.sim.request import parse_generate, parse_json
+from genpool.sim.textgen import shape
 
 TEXT = resolve("gemini-2.5-flash", BUILTIN_DEFAULTS, {})
 

@@ -7,8 +7,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-
-from sim.schemafill import fill_schema
+from genpool.sim.schemafill import fill_schema
 
 JSON_SCHEMAS: list[dict[str, Any]] = [
     {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 18,

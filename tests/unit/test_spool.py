@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.errors import StorageUnavailable
-from shared.storage import StoredObject
-from worker.spool import Spool
+from genpool.shared.errors import StorageUnavailable
+from genpool.shared.storage import StoredObject
+from genpool.worker.spool import Spool
 
 
 class Store:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.stalls import InFlight
+from genpool.worker.stalls import InFlight
 
 
 def test_a_call_older_than_stall_s_with_no_later_answer_is_stalled_once() -> None:

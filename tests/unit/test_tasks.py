@@ -1,4 +1,4 @@
-"""worker.tasks.generate: runs the job through the runtime's runner and hands RQ a pointer, not the record."""
+"""genpool.worker.tasks.generate: runs the job through the runtime's runner and hands RQ a pointer, not the record."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
+from genpool.shared import keys
+from genpool.worker import tasks
+from genpool.worker.runtime import set_runtime
 
-from shared import keys
 from tests.unit.test_runner import World, envelope_for
-from worker import tasks
-from worker.runtime import set_runtime
 
 
 @pytest.fixture
