@@ -12,6 +12,7 @@ import logging
 from types import TracebackType
 from typing import Any
 
+from genpool.shared.contract import ENTRY_POINTS, TASK
 from genpool.shared.errors import Permanent
 from genpool.shared.jobs import ErrorInfo, ResultRecord
 from genpool.shared.metrics import MetricsBatch
@@ -19,7 +20,6 @@ from rq.exceptions import DeserializationError
 from rq.job import Job
 
 log = logging.getLogger("genpool.worker")
-ENTRY_POINTS = frozenset({"genpool.worker.tasks.generate"})
 MAX_REASON_CHARS = 200
 
 
@@ -37,11 +37,13 @@ class GenpoolJob(Job):
         name = self.func_name  # DeserializationError for anything that is not genpool's JSON
         if not (isinstance(name, str) and name in ENTRY_POINTS) or self.instance is not None:
             raise RefusedJob(f"refused: the job names {_short(name)}; genpool workers run only "
-                             f"{', '.join(sorted(ENTRY_POINTS))}")
+                             f"{TASK}")
         args, kwargs = self.args, self.kwargs
         if not isinstance(args, list | tuple) or len(args) != 1 or not isinstance(kwargs, dict) or kwargs:
             raise RefusedJob("refused: a genpool job carries exactly one argument, its JSON envelope")
-        return super().func
+        from genpool.worker import tasks  # the function itself, never an import by the name a job carries
+
+        return tasks.generate
 
     # genpool never sets callbacks; a job that names one does not get to choose code to import.
     @property

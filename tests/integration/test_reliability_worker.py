@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from genpool.producer.client import ABANDONED_RETRIES
+from genpool.shared.contract import ABANDONED_RETRIES
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
