@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+
 from genpool.devstack import services
 from genpool.devstack.stack import SIM_KEY, SimAdmin, WorkerGroup, create_bucket, stack_env
 from genpool.shared import keys

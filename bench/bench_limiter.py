@@ -28,6 +28,7 @@ from typing import Any
 
 import redis
 import redis.utils
+
 from genpool.devstack import services
 from genpool.shared import keys
 from genpool.shared.ratelimit import ModelLimits, RedisLimiter

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+
 from genpool.devstack import services
 from genpool.shared import keys
 from genpool.shared.metrics import MetricsBatch
@@ -109,12 +110,13 @@ def per_job(conn: redis.Redis, jobs: int, rounds: int) -> dict[str, Any]:
 
 def scrape(conn: redis.Redis, rounds: int) -> dict[str, Any]:
     """A scrape and a `genpool stats --json` over the counters the per-job runs left (every model and kind)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
     from genpool.ops.prometheus import RedisCollector
     from genpool.ops.snapshot import catalog_limits, take
     from genpool.ops.summary import summarize
     from genpool.shared.catalog import load_catalog
     from genpool.shared.settings import Settings
-    from prometheus_client import CollectorRegistry, generate_latest
 
     catalog = load_catalog(Settings.from_env({}, dotenv_path=None))
     limits = catalog_limits(catalog)

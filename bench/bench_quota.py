@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+
 from genpool.devstack import services
 from genpool.devstack.stack import SIM_KEY, SimAdmin, WorkerGroup, create_bucket, stack_env
 
@@ -134,11 +135,11 @@ def wait_until(ready: Any, timeout_s: float, what: str) -> None:
 
 def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """Both pools drain their backlog at once; returns timings and counts (the log is read afterwards)."""
-    from genpool.producer.client import GenPool
-    from genpool.shared.settings import Settings
     from rq import Worker
 
     from bench import naive
+    from genpool.producer.client import GenPool
+    from genpool.shared.settings import Settings
 
     with running_services(run_dir, cfg) as svc:
         catalog = run_dir / "catalog.toml"

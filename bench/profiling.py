@@ -38,12 +38,13 @@ class InPlaceWorker:
 
 
 def profile_job_path(st: workerkit.Stack, jobs: int, prompt: str) -> dict[str, Any]:
+    from pyinstrument import Profiler
+
     from genpool.producer.client import GenPool
     from genpool.shared.settings import Settings
     from genpool.worker.main import prepare
     from genpool.worker.pool import queues_for
     from genpool.worker.runtime import set_runtime
-    from pyinstrument import Profiler
 
     settings = Settings.from_env(environ=st.env, dotenv_path=None)
     with _aws_env(st.env):  # boto3 reads its credentials from the process environment

@@ -24,9 +24,10 @@ def genai_call(same_request: bool = False) -> Callable[[int], object]:
     """A bare prompt; or (``same_request``) what genpool sends for a default text job: its safety
     settings and a per-call timeout, so the SDK converts a config too."""
     import httpx2
-    from genpool.shared.jobs import HARM_CATEGORIES
     from google import genai
     from google.genai import types
+
+    from genpool.shared.jobs import HARM_CATEGORIES
 
     limits = httpx2.Limits(max_connections=256, max_keepalive_connections=256)
     client = genai.Client(api_key=os.environ["GEMINI_API_KEY"], http_options=types.HttpOptions(

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
 from genpool.devstack import services
 from genpool.devstack.stack import SIM_KEY, WorkerGroup, create_bucket, stack_env
 from genpool.shared import keys
-from rq import Queue
-from rq.serializers import JSONSerializer
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "gemini-3.1-flash-lite"  # served by the simulator out of the box

@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from genpool.devstack import services
-from genpool.devstack.stack import SIM_KEY, WorkerGroup, create_bucket, stack_env
 from rich.console import Console
 from rich.table import Table
+
+from genpool.devstack import services
+from genpool.devstack.stack import SIM_KEY, WorkerGroup, create_bucket, stack_env
 
 # The demo's simulator: realistic latency, and a flaky primary text model so the table shows retries and
 # fallbacks happening.

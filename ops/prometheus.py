@@ -12,13 +12,14 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
 from genpool.ops.modelstate import STATES
 from genpool.ops.snapshot import Row, Snapshot, catalog_limits, take
 from genpool.ops.summary import latency_summary
 from genpool.shared.ratelimit import ModelLimits
 from genpool.shared.redisconn import connect
 from genpool.shared.settings import Settings
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 COUNTERS = {
     "attempts_total": ("genpool_requests", "Gemini calls by model, job kind and outcome (rate_limited = 429)"),
@@ -115,8 +116,9 @@ def queues(snap: Snapshot) -> Metric:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from genpool.shared.catalog import load_catalog
     from prometheus_client import REGISTRY, start_http_server
+
+    from genpool.shared.catalog import load_catalog
 
     parser = argparse.ArgumentParser(prog="genpool metrics")
     parser.add_argument("--port", type=int, default=None)

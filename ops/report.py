@@ -17,6 +17,7 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 import redis
+
 from genpool.ops import svg
 from genpool.ops.snapshot import Snapshot, catalog_limits, take
 from genpool.ops.summary import summarize

@@ -15,6 +15,7 @@ def render_png(report: Report, out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from genpool.ops.report import CALLS_COLOR, LIMITED_COLOR, quotas
 
     models = list(report.rates) or ["(no calls)"]

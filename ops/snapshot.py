@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import redis
+
 from genpool.ops.modelstate import ModelState, classify
 from genpool.shared import keys
 from genpool.shared.catalog import Catalog

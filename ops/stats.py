@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+
 from genpool.ops.snapshot import catalog_limits, take
 from genpool.ops.summary import summarize
 from genpool.shared.catalog import load_catalog
@@ -29,8 +30,9 @@ def _show(data: dict[str, Any], as_json: bool, clear: bool) -> None:
     if as_json:
         print(json.dumps(data, sort_keys=True), flush=True)
         return
-    from genpool.ops.tables import render
     from rich.console import Console
+
+    from genpool.ops.tables import render
 
     console = Console()
     if clear:

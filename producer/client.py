@@ -10,16 +10,17 @@ from typing import Any
 
 import pydantic
 import redis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, Retry
+from rq.serializers import JSONSerializer
+
 from genpool.shared import contract, keys
 from genpool.shared.catalog import Catalog, load_catalog
 from genpool.shared.errors import ServiceUnavailable, ValidationError
 from genpool.shared.jobs import Envelope, Request, ResultRecord, new_job_id, parse_request
 from genpool.shared.redisconn import connect
 from genpool.shared.settings import Settings
-from rq import Queue
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, Retry
-from rq.serializers import JSONSerializer
 
 IDEMPOTENCY_TTL_S = 7 * 24 * 3600
 MAX_DEADLINE_S = 86_400

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+
 from genpool.shared import keys
 from genpool.shared.errors import LimiterUnavailable
 from genpool.shared.settings import Settings

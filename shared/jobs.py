@@ -6,9 +6,10 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+
 from genpool.shared.contract import PRESETS, AspectRatio, Preset
 from genpool.shared.schema import schema_problems
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 WIRE_VERSION = 1
 MAX_PROMPT_CHARS = 2_000_000

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis
+
 from genpool.devstack import services
 from genpool.devstack.stack import SimAdmin
 
@@ -110,6 +111,7 @@ def sim_admin(url: str, path: str, payload: dict[str, object] | None = None) -> 
 class Stack:
     def __init__(self, env: dict[str, str], workdir: Path, sim_url: str) -> None:
         import boto3
+
         from genpool.devstack.stack import SimAdmin, WorkerGroup, create_bucket
         from genpool.producer.client import GenPool
         from genpool.shared.settings import Settings

@@ -7,11 +7,12 @@ import logging
 from types import TracebackType
 
 import redis
+from rq.exceptions import AbandonedJobError
+from rq.job import Job
+
 from genpool.shared.errors import GenpoolError
 from genpool.shared.jobs import ErrorInfo, ResultRecord
 from genpool.shared.metrics import MetricsBatch
-from rq.exceptions import AbandonedJobError
-from rq.job import Job
 
 log = logging.getLogger("genpool.worker")
 KIND = "abandoned"

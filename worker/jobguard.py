@@ -12,12 +12,13 @@ import logging
 from types import TracebackType
 from typing import Any
 
+from rq.exceptions import DeserializationError
+from rq.job import Job
+
 from genpool.shared.contract import ENTRY_POINTS, TASK
 from genpool.shared.errors import Permanent
 from genpool.shared.jobs import ErrorInfo, ResultRecord
 from genpool.shared.metrics import MetricsBatch
-from rq.exceptions import DeserializationError
-from rq.job import Job
 
 log = logging.getLogger("genpool.worker")
 MAX_REASON_CHARS = 200

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Sequence
 
 import redis
+
 from genpool.shared.errors import ConfigError, GenpoolError
 from genpool.shared.settings import Settings
 from genpool.worker import logs, stalls

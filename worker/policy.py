@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import tenacity
+
 from genpool.shared import errors as e
 
 FAIL_TYPES: tuple[type[e.GenpoolError], ...] = (e.AuthError, e.InvalidRequest, e.ContentBlocked,

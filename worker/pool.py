@@ -19,12 +19,6 @@ from datetime import timedelta
 from typing import Any
 
 import redis
-from genpool.shared import keys
-from genpool.shared.errors import Deferred
-from genpool.worker.abandoned import record_abandoned
-from genpool.worker.dequeue import SafeDequeue
-from genpool.worker.jobguard import GenpoolJob, record_refusal
-from genpool.worker.runner import JobFailed
 from rq import Queue, SimpleWorker
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -33,6 +27,13 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import BaseDeathPenalty
 from rq.utils import now
 from rq.worker.base import WorkerStatus
+
+from genpool.shared import keys
+from genpool.shared.errors import Deferred
+from genpool.worker.abandoned import record_abandoned
+from genpool.worker.dequeue import SafeDequeue
+from genpool.worker.jobguard import GenpoolJob, record_refusal
+from genpool.worker.runner import JobFailed
 
 log = logging.getLogger("genpool.worker")
 

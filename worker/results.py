@@ -7,6 +7,7 @@ import logging
 import time
 
 import redis
+
 from genpool.shared import keys
 from genpool.shared.errors import GenpoolError, StorageUnavailable
 from genpool.shared.jobs import ResultRecord, StorageRef

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 import redis
+
 from genpool.shared.availability import Availability, BreakerPolicy
 from genpool.shared.catalog import Catalog, ModelSpec, load_catalog
 from genpool.shared.redisconn import connect

@@ -6,12 +6,13 @@ import logging
 from typing import Any
 
 import pydantic
+from rq import get_current_job
+
 from genpool.shared import contract, keys
 from genpool.shared.jobs import Envelope, ErrorInfo, ResultRecord
 from genpool.shared.metrics import MetricsBatch
 from genpool.worker.runner import JobFailed
 from genpool.worker.runtime import get_runtime
-from rq import get_current_job
 
 log = logging.getLogger("genpool.tasks")
 

@@ -13,13 +13,14 @@ from contextlib import contextmanager
 from typing import Literal
 
 import redis
+from redis import exceptions as rexc
+
 from genpool.shared import keys
 from genpool.shared.errors import ConfigError, LimiterUnavailable
 from genpool.shared.ratelimit.days import current_pacific_offset_ms
 from genpool.shared.ratelimit.decision import Decision, from_reply, is_unconfigured
 from genpool.shared.ratelimit.limits import FIELD_NAMES, ModelLimits
 from genpool.shared.ratelimit.scripts import Scripts, evalsha
-from redis import exceptions as rexc
 
 #: What a 429 hit: "minute" = every per-window bucket (the provider rarely says which), one of them, or
 #: "day" (a per-day quota: cool down until the next Pacific midnight).

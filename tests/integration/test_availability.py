@@ -6,6 +6,7 @@ import time
 
 import pytest
 import redis
+
 from genpool.shared.availability import Availability, BreakerPolicy
 from genpool.shared.ratelimit import ModelLimits, RedisLimiter
 

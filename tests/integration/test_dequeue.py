@@ -8,11 +8,12 @@ import time
 
 import pytest
 import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
 from genpool.shared import keys
 from genpool.worker.dequeue import SafeDequeue
 from genpool.worker.pool import PoolWorker
-from rq import Queue
-from rq.serializers import JSONSerializer
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from genpool.shared import keys
 
+from genpool.shared import keys
 from tests.integration.test_fallback import PRIMARY, SECOND, logs_hint, requests_to, warm_up, write_catalog
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -63,8 +63,9 @@ def test_health_fails_with_a_clear_message(stack, change, failing):
 
 
 def test_prometheus_text_shows_the_exact_counts(stack):
-    from genpool.ops.prometheus import RedisCollector
     from prometheus_client import CollectorRegistry, generate_latest
+
+    from genpool.ops.prometheus import RedisCollector
 
     stack.sim.models({"gemini-3.8-flash": {"retired": True}})
     stack.workers.start(1, concurrency=1)
@@ -140,11 +141,12 @@ def test_stats_json_shows_429s_failures_state_buckets_and_queues(stack):
 
 
 def test_prometheus_gauges_for_state_buckets_and_queues(stack):
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
     from genpool.ops.prometheus import RedisCollector
     from genpool.ops.snapshot import catalog_limits
     from genpool.shared.catalog import load_catalog
-    from prometheus_client import CollectorRegistry, generate_latest
-    from prometheus_client.parser import text_string_to_metric_families
 
     records = run_known_outcomes(stack)
     catalog = load_catalog(stack.settings)
@@ -248,10 +250,11 @@ def get_json(url: str, timeout_s: float = 20.0) -> dict:
 
 
 def test_limiter_wait_is_counted_per_model_and_kind(stack):
-    from genpool.ops.prometheus import RedisCollector
-    from genpool.shared.ratelimit import RedisLimiter
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.parser import text_string_to_metric_families
+
+    from genpool.ops.prometheus import RedisCollector
+    from genpool.shared.ratelimit import RedisLimiter
 
     # 120 rpm leaves PRIMARY a bucket of 2, refilled every ~0.5 s: of six jobs at once, the third waits for
     # its reservation; the ones that would wait longer than the spill-over bound go on to the next model.

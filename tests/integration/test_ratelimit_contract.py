@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
+
 from genpool.shared import keys
 from genpool.shared.errors import ConfigError
 from genpool.shared.ratelimit import Decision, ModelLimits, RedisLimiter

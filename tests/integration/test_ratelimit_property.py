@@ -15,11 +15,12 @@ from multiprocessing.pool import Pool
 
 import pytest
 import redis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
 from genpool.shared.ratelimit import ModelLimits, RedisLimiter
 from genpool.shared.ratelimit.audit import max_window_sum
 from genpool.shared.ratelimit.strategy import specs_for
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
 
 pytestmark = pytest.mark.integration
 

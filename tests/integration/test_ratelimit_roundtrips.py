@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import redis
+
 from genpool.shared.ratelimit import ModelLimits, RedisLimiter
 
 pytestmark = pytest.mark.integration

@@ -8,6 +8,7 @@ import signal
 import time
 
 import pytest
+
 from genpool.shared.errors import ServiceUnavailable
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(150)]

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+
 from genpool.devstack import services
 from genpool.devstack.stack import stack_env
 from genpool.shared import keys
-
 from tests.conftest import SIM_TEST_KEY, Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(180)]

@@ -7,9 +7,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from genpool.shared.contract import ABANDONED_RETRIES
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
+
+from genpool.shared.contract import ABANDONED_RETRIES
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(120)]
 

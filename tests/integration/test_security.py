@@ -18,14 +18,14 @@ import zlib
 from pathlib import Path
 
 import pytest
-from genpool.devstack import services
-from genpool.devstack.stack import WorkerGroup, stack_env
-from genpool.shared import keys
-from genpool.shared.errors import ValidationError
 from rq import Callback, Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+from genpool.devstack import services
+from genpool.devstack.stack import WorkerGroup, stack_env
+from genpool.shared import keys
+from genpool.shared.errors import ValidationError
 from tests.conftest import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

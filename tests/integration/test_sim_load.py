@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx2
 import pytest
-from genpool.devstack import services
 from google import genai
 from google.genai import errors, types
 
+from genpool.devstack import services
 from tests.conftest import SIM_TEST_KEY, read_jsonl
 from tests.conftest import sim_admin as admin
 

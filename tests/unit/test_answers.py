@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 import pytest
+from google.genai import types
+
 from genpool.shared import errors as e
 from genpool.worker.answers import check_blocked, image_answer, json_answer, text_answer
-from google.genai import types
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 SCHEMA: dict[str, Any] = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},

@@ -16,6 +16,12 @@ from typing import Any
 import fakeredis
 import pydantic
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from rq.exceptions import DeserializationError
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
 from genpool.producer.client import GenPool
 from genpool.shared import keys
 from genpool.shared.contract import ASPECT_RATIOS
@@ -27,11 +33,6 @@ from genpool.worker import tasks
 from genpool.worker.jobguard import GenpoolJob, RefusedJob
 from genpool.worker.results import ResultStore
 from genpool.worker.runner import JobFailed
-from hypothesis import HealthCheck, event, given, settings
-from hypothesis import strategies as st
-from rq.exceptions import DeserializationError
-from rq.job import Job
-from rq.serializers import JSONSerializer
 
 FUZZ = settings(max_examples=200, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

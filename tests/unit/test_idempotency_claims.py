@@ -5,10 +5,11 @@ was never queued; a live claim or one whose job exists is never taken over."""
 from __future__ import annotations
 
 import redis
+from rq.job import Job
+
 from genpool.producer.client import IDEMPOTENCY_TTL_S, GenPool, _digest
 from genpool.shared import keys
 from genpool.shared.settings import Settings
-from rq.job import Job
 
 REQUEST = {"kind": "text", "prompt": "hello"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from genpool.ops.modelstate import classify
 from genpool.ops.report import rates
 from genpool.ops.summary import latency_summary
@@ -69,9 +70,10 @@ def test_latency_summary_is_cumulative_with_bucket_bound_quantiles():
 
 
 def test_a_counter_whose_labels_grew_is_one_family_with_the_union_of_labels():
-    from genpool.ops.prometheus import counters
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.parser import text_string_to_metric_families
+
+    from genpool.ops.prometheus import counters
 
     rows = [("limiter_wait_seconds_total", {"model": "m"}, 1.5),  # written before `kind` was recorded
             ("limiter_wait_seconds_total", {"model": "m", "kind": "text"}, 2.0)]

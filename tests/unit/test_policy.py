@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+
 from genpool.shared import errors as e
 from genpool.worker.policy import Backoff, after_model, retry_after_s, retrying, same_model_retryable
 

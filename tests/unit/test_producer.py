@@ -12,17 +12,18 @@ from typing import Any
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry as RedisRetry
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
 from genpool.producer.client import GenPool
 from genpool.shared import keys
 from genpool.shared.catalog import parse_catalog
 from genpool.shared.errors import ServiceUnavailable, ValidationError
 from genpool.shared.jobs import ResultRecord
 from genpool.shared.settings import Settings
-from redis.backoff import NoBackoff
-from redis.retry import Retry as RedisRetry
-from rq import Queue
-from rq.job import Job
-from rq.serializers import JSONSerializer
 
 ROOT = Path(__file__).resolve().parents[2]
 

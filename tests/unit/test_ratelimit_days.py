@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from genpool.shared.ratelimit.days import (
     DAY_MS,
     _offset_in_hour,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from genpool.shared.errors import ConfigError
 from genpool.shared.ratelimit.limits import ModelLimits
 

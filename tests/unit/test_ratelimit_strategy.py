@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from genpool.shared.ratelimit import strategy as s
 from genpool.shared.ratelimit.audit import max_window_sum
 from genpool.shared.ratelimit.limits import ModelLimits
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 class Clock:

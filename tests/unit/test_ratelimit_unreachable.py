@@ -7,11 +7,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 from genpool.devstack.services import free_port
 from genpool.shared.errors import LimiterUnavailable, Retryable
 from genpool.shared.ratelimit import ModelLimits, RedisLimiter
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 CALLS: dict[str, Callable[[RedisLimiter], object]] = {
     "acquire": lambda lim: lim.acquire("m", tokens=10),

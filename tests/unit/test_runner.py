@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
 from genpool.shared import errors as e
 from genpool.shared.catalog import Catalog, parse_catalog
 from genpool.shared.jobs import Envelope, ResultRecord, StorageRef, new_job_id, parse_request

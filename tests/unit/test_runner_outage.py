@@ -4,8 +4,8 @@ queue, never failed for it, and an answer already paid for is never thrown away.
 from __future__ import annotations
 
 import pytest
-from genpool.shared import errors as e
 
+from genpool.shared import errors as e
 from tests.unit.test_runner import FakeLimiter, World, envelope_for
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from genpool.shared.catalog import ModelSpec, load_catalog, parse_catalog
 from genpool.shared.contract import JOB_KINDS
 from genpool.shared.errors import ConfigError

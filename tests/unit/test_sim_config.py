@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from genpool.sim import cli
 from genpool.sim.config import config_from_dict, load_config
 from genpool.sim.errors import ConfigError

@@ -6,6 +6,7 @@ import struct
 import zlib
 
 import pytest
+
 from genpool.sim.png import ASPECT_RATIOS, PNG_SIGNATURE, image_size, write_png
 
 

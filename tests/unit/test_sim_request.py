@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from genpool.sim.answer import make_plan, render, response_body, stream_bodies
 from genpool.sim.catalog import BUILTIN_DEFAULTS, resolve
 from genpool.sim.config import Triggers

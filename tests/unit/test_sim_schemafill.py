@@ -7,6 +7,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+
 from genpool.sim.schemafill import fill_schema
 
 JSON_SCHEMAS: list[dict[str, Any]] = [

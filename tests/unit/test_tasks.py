@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
+
 from genpool.shared import keys
 from genpool.worker import tasks
 from genpool.worker.runtime import set_runtime
-
 from tests.unit.test_runner import World, envelope_for
 
 

@@ -6,9 +6,10 @@ from typing import Any
 
 import httpx2
 import pytest
+from google.genai import errors as genai_errors
+
 from genpool.shared import errors as e
 from genpool.worker.translate import from_exception, from_http, parse_duration_s, quota_scope, retry_delay_s
-from google.genai import errors as genai_errors
 
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
