@@ -15,7 +15,8 @@ What it rewrites (only names that resolve to a module of the checkout, so ``work
 - in other text (Markdown, Makefile, Procfile, TOML, shell): ``python -m devstack.demo``,
   ``shared.errors.ValidationError`` and the like.
 Modules that moved in the restructure (``MOVES``) are renamed on the way. Standalone: it imports nothing
-of genpool, so it runs on a branch still in the old layout. Running it twice changes nothing.
+of genpool, so it runs on a branch still in the old layout. Running it twice changes nothing. A line
+that must keep an old name (a compatibility alias) carries the comment ``rewrite-imports: keep``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ from pathlib import Path
 PACKAGES = ("shared", "producer", "worker", "ops", "sim", "devstack")
 NEW_ROOT = "genpool"
 #: Modules whose home changed in the restructure (old dotted path → new one, without the ``genpool.``).
-MOVES: dict[str, str] = {}
+MOVES: dict[str, str] = {
+    "producer.cli": "genpool.cli.main",
+    "producer.batch": "genpool.cli.batch",
+}
 TEXT_SUFFIXES = {".md", ".toml", ".txt", ".cfg", ".ini", ".sh", ".yml", ".yaml", ".example"}
 TEXT_NAMES = {"Makefile", "Procfile", "run"}
 SELF = Path(__file__).resolve()
@@ -139,8 +143,17 @@ def _rewrite_string(literal: str, tree: Tree, bare_package: bool) -> str:
     return f"{prefix}{quote}{inner}{quote}"
 
 
+KEEP = "rewrite-imports: keep"
+
+
 def rewritten(text: str, path: Path, tree: Tree) -> str:
-    return rewrite_python(text, tree) if path.suffix == ".py" else rewrite_text(text, tree)
+    new = rewrite_python(text, tree) if path.suffix == ".py" else rewrite_text(text, tree)
+    if KEEP not in text:
+        return new
+    old_lines, new_lines = text.splitlines(keepends=True), new.splitlines(keepends=True)
+    if len(old_lines) != len(new_lines):
+        return new
+    return "".join(o if KEEP in o else n for o, n in zip(old_lines, new_lines, strict=True))
 
 
 def candidates(root: Path, paths: list[Path]) -> list[Path]:

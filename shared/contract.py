@@ -1,7 +1,7 @@
 """The producer/worker contract, written down once: what a queued job names, which kinds and image shapes
 exist, how a prompt is counted in tokens, and how often RQ requeues a job whose worker died.
 
-Both sides import it from here; neither imports the other. The job's JSON body is ``shared.jobs``.
+Both sides import it from here; neither imports the other. The job's JSON body is ``genpool.shared.jobs``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Literal, get_args
 TASK = "genpool.worker.tasks.generate"
 #: The same entry point under its name before genpool had one import name: jobs that producers of an
 #: older release queued still run after the workers are upgraded.
-LEGACY_TASKS = ("worker.tasks.generate",)
+LEGACY_TASKS = ("worker.tasks.generate",)  # rewrite-imports: keep
 ENTRY_POINTS = frozenset((TASK, *LEGACY_TASKS))
 
 JobKind = Literal["text", "chat", "json", "image"]

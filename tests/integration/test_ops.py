@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 def genpool(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI_", "GENPOOL_", "S3_", "AWS_"))}
-    return subprocess.run([sys.executable, "-m", "genpool.producer.cli", *args], env={**clean, **env},
+    return subprocess.run([sys.executable, "-m", "genpool.cli.main", *args], env={**clean, **env},
                           capture_output=True, text=True, timeout=60)
 
 

@@ -25,7 +25,7 @@ def test_the_entry_point_name_resolves_to_the_workers_task() -> None:
 
 @pytest.mark.parametrize("name", [contract.TASK, *contract.LEGACY_TASKS])
 def test_a_job_under_either_name_runs_genpools_task_without_importing_by_name(name: str) -> None:
-    """A job queued by a producer of the old layout (``worker.tasks.generate``) still runs, and resolving it
+    """A job queued by a producer of the old layout (``LEGACY_TASKS``) still runs, and resolving it
     never imports a module by the name the job carries (a user's own ``worker`` package stays untouched)."""
     job = GenpoolJob.create(name, args=[{}], connection=fakeredis.FakeRedis(), serializer=JSONSerializer)
     before = set(sys.modules)

@@ -1,7 +1,7 @@
 """The `genpool` command: thin, it parses arguments, calls the producer API and prints.
 
 Commands that need the worker side (worker, sim, stats, health, report, result --out) import it lazily,
-so `genpool submit` stays light.
+so `genpool submit` needs only the client's dependencies.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_submit_file(args: argparse.Namespace) -> int:
-    from genpool.producer.batch import submit_file
+    from genpool.cli.batch import submit_file
 
     return submit_file(_pool(), Path(args.file), priority=args.priority, wait=args.wait, as_json=args.json,
                        timeout_s=args.timeout)
