@@ -35,6 +35,7 @@ NEW_ROOT = "genpool"
 MOVES: dict[str, str] = {
     "producer.cli": "genpool.cli.main",
     "producer.batch": "genpool.cli.batch",
+    "worker.dequeue": "genpool.worker.rqcompat.dequeue",
 }
 TEXT_SUFFIXES = {".md", ".toml", ".txt", ".cfg", ".ini", ".sh", ".yml", ".yaml", ".example"}
 TEXT_NAMES = {"Makefile", "Procfile", "run"}
