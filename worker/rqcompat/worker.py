@@ -177,8 +177,13 @@ class ThreadedWorker(SimpleWorker):
     def _perform(self, job: Job, queue: Queue, execution: Execution) -> None:
         try:
             self.perform_job(job, queue, execution)
-        except BaseException:  # noqa: BLE001 - a job thread must never take the worker down
+        except BaseException as exc:  # noqa: BLE001 - a job thread must never take the worker down
+            # RQ's bookkeeping around the job failed (not the job: perform_job handles that). Like a work
+            # horse that died: fail the job now (RQ's Retry applies) rather than leave it "started".
             log.exception("job %s: unexpected error outside the job", job.id)
+            with contextlib.suppress(Exception):
+                self.handle_job_failure(job, queue, exc_string=f"worker error outside the job: {exc!r}",
+                                        execution=execution)
         finally:
             with self._inflight_lock:
                 self._inflight.pop(job.id, None)
