@@ -1,4 +1,5 @@
-"""The producer side: validate requests and enqueue them (rq + redis + pydantic only).
+"""The producer client: validate requests, enqueue them, follow them (rq + redis + pydantic only; the command
+line is genpool.cli, the worker genpool.worker: neither is imported here).
 
     from genpool.producer import GenPool
     pool = GenPool.from_env()

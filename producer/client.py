@@ -15,17 +15,14 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, Retry
 from rq.serializers import JSONSerializer
 
-from genpool.shared import keys
+from genpool.shared import contract, keys
 from genpool.shared.catalog import Catalog, load_catalog
 from genpool.shared.errors import ServiceUnavailable, ValidationError
 from genpool.shared.jobs import Envelope, Request, ResultRecord, new_job_id, parse_request
 from genpool.shared.redisconn import connect
 from genpool.shared.settings import Settings
 
-TASK = "genpool.worker.tasks.generate"
-ABANDONED_RETRIES = 3  # a job whose worker died is requeued this many times (RQ Retry)
 IDEMPOTENCY_TTL_S = 7 * 24 * 3600
-CHARS_PER_TOKEN = 4
 MAX_DEADLINE_S = 86_400
 
 
@@ -115,12 +112,12 @@ class GenPool:
             raise ValidationError(f"model: {request.model!r} is not in the catalog (known: {known})")
         if request.model is not None:
             produces = self.catalog.models[request.model].kind
-            wanted = "image" if request.kind == "image" else "text"
+            wanted = contract.output_of(request.kind)
             if produces != wanted:
                 raise ValidationError(f"model: {request.model!r} makes {produces}, not {wanted} ({request.kind} job)")
         chain = self.catalog.chain_for(request.kind, request.model, request.allow_fallback)
         largest = max(self.catalog.spec(m).input_token_limit for m in chain)
-        tokens = request.prompt_chars() // CHARS_PER_TOKEN
+        tokens = contract.estimate_tokens(request.prompt_chars())
         if tokens > largest:
             raise ValidationError(f"prompt: about {tokens} tokens, above the largest input limit in the chain "
                                   f"({largest} tokens)")
@@ -244,9 +241,9 @@ class GenPool:
         timeout = int(max(e.deadline_s for e in envelopes)) + 120
         datas = [
             Queue.prepare_data(
-                TASK, args=[e.model_dump(mode="json")], job_id=e.job_id, timeout=timeout,
+                contract.TASK, args=[e.model_dump(mode="json")], job_id=e.job_id, timeout=timeout,
                 result_ttl=self.settings.result_ttl_s, failure_ttl=self.settings.result_ttl_s,
-                description=f"genpool {e.request.kind} {e.job_id}", retry=Retry(max=ABANDONED_RETRIES),
+                description=f"genpool {e.request.kind} {e.job_id}", retry=Retry(max=contract.ABANDONED_RETRIES),
             )
             for e in envelopes
         ]

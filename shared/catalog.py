@@ -12,11 +12,11 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from genpool.shared.contract import JOB_KINDS, kinds_producing
 from genpool.shared.errors import ConfigError
 from genpool.shared.ratelimit.limits import DEFAULT_GUARD_MS, ModelLimits
 from genpool.shared.settings import Settings
 
-JOB_KINDS = ("text", "chat", "json", "image")
 PRESETS_DIR = Path(__file__).with_name("presets")
 
 
@@ -145,6 +145,6 @@ def apply_settings(catalog: Catalog, settings: Settings) -> Catalog:
     if settings.preferred_model:
         pinned = settings.preferred_model
         spec = models.setdefault(pinned, ModelSpec(id=pinned))
-        for kind in (("image",) if spec.kind == "image" else ("text", "chat", "json")):
+        for kind in kinds_producing("image" if spec.kind == "image" else "text"):
             chains[kind] = (pinned,)
     return replace(catalog, models=models, chains=chains, enable_fallback=settings.enable_fallback)

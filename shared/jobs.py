@@ -8,13 +8,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
+from genpool.shared.contract import PRESETS, AspectRatio, Preset
 from genpool.shared.schema import schema_problems
 
 WIRE_VERSION = 1
 MAX_PROMPT_CHARS = 2_000_000
 MAX_MESSAGES = 500
-ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
-PRESETS = {"video_background": "16:9"}
 HARM_CATEGORIES = (
     "HARM_CATEGORY_HARASSMENT",
     "HARM_CATEGORY_HATE_SPEECH",
@@ -125,8 +124,8 @@ class JsonRequest(_Request):
 class ImageRequest(_Request):
     kind: Literal["image"] = "image"
     prompt: Prompt
-    aspect_ratio: Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"] = "1:1"
-    preset: Literal["video_background"] | None = None
+    aspect_ratio: AspectRatio = "1:1"
+    preset: Preset | None = None
 
     @model_validator(mode="after")
     def _preset(self) -> ImageRequest:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import struct
 import zlib
 
+from genpool.shared import contract
+
+# The ratios Gemini serves are the ones genpool's contract lists ("w:h").
 ASPECT_RATIOS: dict[str, tuple[int, int]] = {
-    "1:1": (1, 1), "2:3": (2, 3), "3:2": (3, 2), "3:4": (3, 4), "4:3": (4, 3),
-    "4:5": (4, 5), "5:4": (5, 4), "9:16": (9, 16), "16:9": (16, 9), "21:9": (21, 9),
+    ratio: (int(ratio.split(":")[0]), int(ratio.split(":")[1])) for ratio in contract.ASPECT_RATIOS
 }
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

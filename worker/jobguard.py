@@ -9,18 +9,20 @@ once (no RQ retry) and records a genpool failure so the job's handle reports it 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 from rq.exceptions import DeserializationError
 from rq.job import Job
 
+from genpool.shared.contract import ENTRY_POINTS, TASK
 from genpool.shared.errors import Permanent
 from genpool.shared.jobs import ErrorInfo, ResultRecord
 from genpool.shared.metrics import MetricsBatch
+from genpool.worker.rqcompat.job import GuardedJob
 
 log = logging.getLogger("genpool.worker")
-ENTRY_POINTS = frozenset({"genpool.worker.tasks.generate"})
 MAX_REASON_CHARS = 200
 
 
@@ -30,32 +32,20 @@ class RefusedJob(Permanent):
     kind = "refused_job"
 
 
-class GenpoolJob(Job):
+class GenpoolJob(GuardedJob):
     """An RQ job that resolves only genpool's entry point and never imports a callback."""
 
-    @property
-    def func(self) -> Any:
+    def resolve(self) -> Callable[..., Any]:
         name = self.func_name  # DeserializationError for anything that is not genpool's JSON
         if not (isinstance(name, str) and name in ENTRY_POINTS) or self.instance is not None:
             raise RefusedJob(f"refused: the job names {_short(name)}; genpool workers run only "
-                             f"{', '.join(sorted(ENTRY_POINTS))}")
+                             f"{TASK}")
         args, kwargs = self.args, self.kwargs
         if not isinstance(args, list | tuple) or len(args) != 1 or not isinstance(kwargs, dict) or kwargs:
             raise RefusedJob("refused: a genpool job carries exactly one argument, its JSON envelope")
-        return super().func
+        from genpool.worker import tasks  # the function itself, never an import by the name a job carries
 
-    # genpool never sets callbacks; a job that names one does not get to choose code to import.
-    @property
-    def success_callback(self) -> None:
-        return None
-
-    @property
-    def failure_callback(self) -> None:
-        return None
-
-    @property
-    def stopped_callback(self) -> None:
-        return None
+        return tasks.generate
 
 
 def refused(exc: BaseException | None) -> bool:

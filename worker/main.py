@@ -122,6 +122,14 @@ def run_one(settings: Settings, concurrency: int, burst: bool) -> int:
              ", ".join(q.name for q in worker.queues))
     try:
         worker.work(burst=burst, logging_level=settings.log_level)
+    except SystemExit:
+        if not worker.cold_shutdown:
+            raise
+        # Its death is recorded; the job threads cannot be killed and would hold the interpreter's exit
+        # until they finish, so leave now: RQ requeues the abandoned jobs (their heartbeats stop).
+        log.warning("worker %s: cold shutdown, %d jobs in flight abandoned", worker.name, worker.inflight)
+        logging.shutdown()
+        os._exit(0)
     finally:
         stop.set()
         with contextlib.suppress(Exception):  # best effort at exit; what is left waits for the next start

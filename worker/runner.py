@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
+from genpool.shared import contract
 from genpool.shared import errors as e
 from genpool.shared.catalog import Catalog, ModelSpec
 from genpool.shared.jobs import ChatRequest, Envelope, ImageRequest, Request, ResultRecord, StorageRef
@@ -16,7 +16,6 @@ from genpool.worker.ports import Decision, Ports
 from genpool.worker.stalls import InFlight
 from genpool.worker.trace import Trace
 
-CHARS_PER_TOKEN = 4
 OUTAGE_DEFER_S = 2.0  # Redis (limiter, breaker state) unreachable: back on the queue, not failed
 log = logging.getLogger("genpool.runner")
 
@@ -70,7 +69,7 @@ class RunnerConfig:
 
 
 def estimate_tokens(request: Request) -> int:
-    return max(1, math.ceil(request.prompt_chars() / CHARS_PER_TOKEN))
+    return contract.estimate_tokens(request.prompt_chars())
 
 
 class Runner:

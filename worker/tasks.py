@@ -1,4 +1,4 @@
-"""RQ entry points. The function path ``genpool.worker.tasks.generate`` is part of the wire format: keep it."""
+"""RQ entry point: ``contract.TASK`` names this module's ``generate`` (part of the wire format)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pydantic
 from rq import get_current_job
 
-from genpool.shared import keys
+from genpool.shared import contract, keys
 from genpool.shared.jobs import Envelope, ErrorInfo, ResultRecord
 from genpool.shared.metrics import MetricsBatch
 from genpool.worker.runner import JobFailed
@@ -28,10 +28,8 @@ def generate(envelope: Any) -> dict[str, str]:
 
 def _is_rerun() -> bool:
     """RQ requeued this job (its worker died mid-job): retries_left went down."""
-    from genpool.producer.client import ABANDONED_RETRIES
-
     job = get_current_job()
-    return job is not None and job.retries_left is not None and job.retries_left < ABANDONED_RETRIES
+    return job is not None and contract.is_rerun(job.retries_left)
 
 
 def _parse(envelope: Any) -> Envelope:
@@ -53,5 +51,5 @@ def _parse(envelope: Any) -> Envelope:
 def _kind(envelope: Any) -> str:
     kind = envelope.get("request", {}).get("kind") if isinstance(envelope, dict) and isinstance(
         envelope.get("request"), dict) else None
-    return kind if kind in ("text", "chat", "json", "image") else "unknown"
+    return kind if kind in contract.JOB_KINDS else "unknown"
 

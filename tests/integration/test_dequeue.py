@@ -12,8 +12,8 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from genpool.shared import keys
-from genpool.worker.rqcompat.dequeue import SafeDequeue
 from genpool.worker.pool import PoolWorker
+from genpool.worker.rqcompat.dequeue import SafeDequeue
 
 pytestmark = pytest.mark.integration
 
@@ -60,13 +60,13 @@ def test_a_worker_killed_after_the_pop_leaves_its_job_recoverable(real_redis) ->
 def test_a_killed_scheduler_holder_frees_the_lock_within_seconds(real_redis) -> None:
     queues = _queues(real_redis)
     holder = PoolWorker(queues, connection=real_redis, concurrency=1, heartbeat_s=1)
-    holder._schedule()  # takes the scheduler locks, then is SIGKILLed: never refreshes them again
+    holder._scheduler.tick()  # takes the scheduler locks, then is SIGKILLed: never refreshes them again
     ttl_s = holder.get_heartbeat_ttl(None)
-    lock_ttls_s = [real_redis.ttl(holder._scheduler.get_locking_key(q.name)) for q in queues]
+    lock_ttls_s = [real_redis.ttl(holder._scheduler.lock_key(q.name)) for q in queues]
     assert all(0 < t <= ttl_s for t in lock_ttls_s), lock_ttls_s  # RQ's own: interval + 60 s
     survivor = PoolWorker(queues, connection=real_redis, concurrency=1, heartbeat_s=1)
     deadline = time.monotonic() + ttl_s + 3
     while not survivor._scheduler.acquired_locks and time.monotonic() < deadline:
         time.sleep(0.5)
-        survivor._schedule()
+        survivor._scheduler.tick()
     assert survivor._scheduler.acquired_locks == {q.name for q in queues}

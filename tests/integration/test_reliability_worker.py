@@ -10,7 +10,7 @@ import pytest
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from genpool.producer.client import ABANDONED_RETRIES
+from genpool.shared.contract import ABANDONED_RETRIES
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(120)]
 

@@ -24,8 +24,9 @@ from rq.serializers import JSONSerializer
 
 from genpool.producer.client import GenPool
 from genpool.shared import keys
+from genpool.shared.contract import ASPECT_RATIOS
 from genpool.shared.errors import GenpoolError, ValidationError
-from genpool.shared.jobs import ASPECT_RATIOS, Envelope
+from genpool.shared.jobs import Envelope
 from genpool.shared.settings import Settings
 from genpool.worker import runtime as worker_runtime
 from genpool.worker import tasks

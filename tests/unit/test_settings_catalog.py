@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from genpool.shared.catalog import JOB_KINDS, ModelSpec, load_catalog, parse_catalog
+from genpool.shared.catalog import ModelSpec, load_catalog, parse_catalog
+from genpool.shared.contract import JOB_KINDS
 from genpool.shared.errors import ConfigError
 from genpool.shared.settings import DEFAULT_REDIS_URL, Settings
 

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 
 from genpool.shared import keys
-from tests.unit.test_runner import World, envelope_for
 from genpool.worker import tasks
 from genpool.worker.runtime import set_runtime
+from tests.unit.test_runner import World, envelope_for
 
 
 @pytest.fixture

@@ -4,19 +4,20 @@ RQ 3.0 pops with LPOP/BLPOP when a worker listens on several queues (genpool's t
 job id leaves every Redis list at once: a worker killed between the pop and the job's start loses the job
 for good (in no queue, no registry, status "queued" forever — the chaos test caught two that way). Here
 the id moves into its queue's intermediate list in the same atomic step (LMOVE, priorities in order, one
-script), where a dead worker's jobs are found and requeued (``PoolWorker._recover_intermediate``).
+script), where a dead worker's jobs are found and requeued (``ThreadedWorker._recover_intermediate``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from importlib import resources
 
 import redis
 from rq import Queue
 
-LUA = resources.files("genpool.shared").joinpath("lua/dequeue.lua").read_text()
+from genpool.shared import luascript
+
+LUA = luascript.read("genpool.worker.rqcompat", "dequeue.lua")
 POLL_S = 0.2  # while idle: block on the first queue this long, then look at every queue again
 
 

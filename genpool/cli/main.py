@@ -1,7 +1,7 @@
 """The `genpool` command: thin, it parses arguments, calls the producer API and prints.
 
 Commands that need the worker side (worker, sim, stats, health, report, result --out) import it lazily,
-so `genpool submit` stays light.
+so `genpool submit` needs only the client's dependencies.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from genpool.shared import contract
 from genpool.shared.errors import GenpoolError
 from genpool.shared.jobs import ResultRecord
 
@@ -132,13 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("submit", help="submit one job")
-    p.add_argument("--kind", choices=["text", "chat", "json", "image"], default="text")
+    p.add_argument("--kind", choices=contract.JOB_KINDS, default="text")
     p.add_argument("--prompt", required=True)
     p.add_argument("--model")
     p.add_argument("--system-instruction")
     p.add_argument("--schema", help="JSON schema (file or JSON text) for --kind json")
-    p.add_argument("--aspect-ratio", default="1:1")
-    p.add_argument("--preset", choices=["video_background"])
+    p.add_argument("--aspect-ratio", choices=contract.ASPECT_RATIOS, default="1:1")
+    p.add_argument("--preset", choices=sorted(contract.PRESETS))
     p.add_argument("--conversation-id", help="for --kind chat: keep the history in Redis under this id")
     _common(p)
     p.add_argument("--idempotency-key")

@@ -1,0 +1,21 @@
+"""Every place genpool reaches into RQ's internals, behind one wall.
+
+Written for and checked against RQ 3.0.x (``SUPPORTED``; pyproject pins the same range): the threaded
+worker overrides private parts of ``BaseWorker`` (the dequeue loop, ``prepare_job_execution``,
+``clean_registries``, ``_finalize_failure``, ``_stop_requested``, ``_ordered_queues``), calls
+``Queue._fetch_dequeued_job``, drives ``RQScheduler`` from the worker's own thread (``_queue_names``, the
+lock's TTL), writes RQ's key layout from a Lua dequeue, and the job class replaces ``Job.func`` and the
+callbacks. RQ's own test suite runs against this worker in CI (tests/rqsuite): a new RQ release must pass
+it before the range widens.
+
+Nothing else in genpool imports RQ's private names; the rest of the worker subclasses what is here.
+"""
+
+from __future__ import annotations
+
+from rq.version import VERSION
+
+SUPPORTED = (3, 0)  # RQ major.minor this package is written for
+if tuple(int(p) for p in VERSION.split(".")[:2]) != SUPPORTED:
+    raise ImportError(f"genpool's worker is written for RQ {SUPPORTED[0]}.{SUPPORTED[1]}.x, found RQ {VERSION}: "
+                      "install the rq version pinned in genpool's requirements")

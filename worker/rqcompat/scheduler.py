@@ -1,0 +1,48 @@
+"""RQ's scheduler duty run from the worker's own thread (no forked scheduler process), with short locks."""
+
+from __future__ import annotations
+
+from redis import Redis
+from rq import Queue
+from rq.scheduler import RQScheduler
+from rq.serializers import Serializer
+
+
+class SchedulerDuty:
+    """Moves due deferred / scheduled jobs to their queues whenever this worker holds the queues' locks.
+
+    RQ keeps its scheduler lock for interval + 60 s, so a worker SIGKILLed while holding it would hold back
+    every deferred job for a minute. The holder refreshes its locks every tick, so ``lock_ttl_s`` (a few
+    heartbeats) is enough."""
+
+    def __init__(self, queues: list[Queue], connection: Redis, serializer: Serializer, name: str,
+                 lock_ttl_s: int) -> None:
+        self._scheduler = RQScheduler(queues, connection=connection, serializer=serializer, name=name)
+        self._connection = connection
+        self._lock_ttl_s = lock_ttl_s
+
+    def tick(self) -> None:
+        scheduler = self._scheduler
+        if scheduler.acquired_locks != scheduler._queue_names:
+            scheduler.acquire_locks()
+        if scheduler.acquired_locks:
+            scheduler.heartbeat()
+            self._shorten_locks()
+            scheduler.enqueue_scheduled_jobs()
+
+    @property
+    def acquired_locks(self) -> set[str]:
+        return set(self._scheduler.acquired_locks)
+
+    def lock_key(self, queue_name: str) -> str:
+        return str(self._scheduler.get_locking_key(queue_name))
+
+    def release(self) -> None:
+        self._scheduler.release_locks()
+
+    def _shorten_locks(self) -> None:
+        # We own the locks: RQ refreshed them just now.
+        with self._connection.pipeline() as pipe:
+            for name in self._scheduler.acquired_locks:
+                pipe.expire(self._scheduler.get_locking_key(name), self._lock_ttl_s)
+            pipe.execute()

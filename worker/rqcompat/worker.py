@@ -1,0 +1,301 @@
+"""An RQ ``SimpleWorker`` that runs many jobs at once on threads: the RQ half of genpool's worker.
+
+The main thread does RQ's part: dequeue (atomically into the intermediate list), worker and job
+heartbeats, registry maintenance, the scheduler duty. Each job runs on one of ``concurrency`` threads.
+Everything else keeps RQ's semantics; where RQ's code assumes one job at a time, it is overridden here:
+- ``work(burst=True)`` returns only once the queues are empty *and* no job is in flight (a finishing job
+  may enqueue its dependents or an immediate retry);
+- ``max_idle_time``: the worker quits after that long with nothing in flight and nothing queued;
+- ``work()`` may be called again after it returned (the thread pool is made per run);
+- the in-flight heartbeat deletes a job hash it recreated (the job was deleted meanwhile), as RQ's own
+  ``maintain_heartbeats`` does;
+- dead workers' dequeued-but-never-started jobs are requeued under RQ's per-queue maintenance lock;
+- a cold shutdown (second SIGTERM / SIGINT) records the worker's death at once instead of waiting for the
+  jobs in flight (threads cannot be killed like a work horse; ``cold_shutdown`` tells the caller to exit).
+RQ's SIGALRM job timeout works only in the main thread, so jobs are not timed out here (``NoDeathPenalty``):
+the code a job runs bounds its own calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from types import FrameType
+from typing import Any
+
+import redis
+from rq import Queue, SimpleWorker, worker_registration
+from rq.executions import Execution
+from rq.job import Job, JobStatus
+from rq.registry import clean_registries
+from rq.timeouts import BaseDeathPenalty
+from rq.utils import now
+from rq.worker.base import WorkerStatus
+
+from genpool.worker.rqcompat.dequeue import SafeDequeue
+from genpool.worker.rqcompat.scheduler import SchedulerDuty
+
+log = logging.getLogger("genpool.worker")
+Dequeued = tuple[Job, Queue]
+
+
+class NoDeathPenalty(BaseDeathPenalty):
+    """RQ's SIGALRM timeout works only in the main thread; the job's own code bounds its calls instead."""
+
+    def setup_death_penalty(self) -> None:
+        return None
+
+    def cancel_death_penalty(self) -> None:
+        return None
+
+
+class ThreadedWorker(SimpleWorker):
+    death_penalty_class = NoDeathPenalty
+
+    def __init__(self, *args: Any, concurrency: int = 64, heartbeat_s: float = 5.0, **kwargs: Any) -> None:
+        kwargs.setdefault("maintenance_interval", max(2, int(heartbeat_s)))
+        self.concurrency = concurrency
+        self.heartbeat_s = heartbeat_s
+        self.cold_shutdown = False
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._executor: ThreadPoolExecutor | None = None
+        self._inflight: dict[str, tuple[Job, Execution]] = {}
+        self._inflight_lock = threading.Lock()
+        self._job_done = threading.Event()
+        self._last_tick = 0.0
+        self._safe_dequeue = SafeDequeue(self.connection)
+        self._scheduler = SchedulerDuty(self.queues, self.connection, self.serializer, f"{self.name}-scheduler",
+                                        lock_ttl_s=self.get_heartbeat_ttl(None))
+        self.on_tick: list[Any] = []
+
+    # --- RQ hooks --------------------------------------------------------------------------------
+
+    @property
+    def dequeue_timeout(self) -> int:
+        return max(1, int(self.heartbeat_s))
+
+    def get_heartbeat_ttl(self, job: Job | None, working_time: float = 0.0) -> int:
+        """Short: a job whose worker was killed is found abandoned within seconds, not minutes."""
+        return int(self.heartbeat_s * 3) + 2
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        execution = self.prepare_execution(job)
+        with self._inflight_lock:
+            self._inflight[job.id] = (job, execution)
+        if self._executor is None:  # one pool per work() run: teardown shuts it down
+            self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="genpool-job")
+        self._executor.submit(self._perform, job, queue, execution)
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Dequeued | None:
+        while not self._slots.acquire(timeout=self.heartbeat_s):
+            self._tick()
+        try:
+            result = self._dequeue(timeout, max_idle_time)
+        except BaseException:
+            self._slots.release()
+            raise
+        if result is None:
+            self._slots.release()
+        return result
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        # RQ leaves the job in the intermediate list when a worker listens on several queues, and then
+        # "cleans" finished jobs from it a minute later; genpool always removes it once the job started.
+        super().prepare_job_execution(job, remove_from_intermediate_queue=True)
+
+    def clean_registries(self) -> None:
+        """RQ's per-queue maintenance, plus the quick intermediate-list recovery, all under RQ's lock: one
+        worker at a time cleans a queue, so a stuck job is requeued once, not once per worker."""
+        for queue in self.queues:
+            if not queue.acquire_maintenance_lock():
+                continue
+            try:
+                clean_registries(queue, self._exc_handlers)
+                worker_registration.clean_worker_registry(queue)
+                self._recover_intermediate(queue)
+                queue.intermediate_queue.cleanup(self, queue)
+            finally:
+                queue.release_maintenance_lock()
+        self.last_cleaned_at = now()
+
+    def _finalize_failure(self, job: Job, queue: Queue, execution: Execution, exc_info: Any) -> None:
+        if not self.on_job_failure(job, queue, execution, exc_info[1]):
+            super()._finalize_failure(job, queue, execution, exc_info)
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        try:
+            super().request_force_stop(signum, frame)
+        except SystemExit:
+            self.cold_shutdown = True
+            raise
+
+    def teardown(self) -> None:
+        """Warm shutdown: let in-flight jobs finish (heartbeats continue meanwhile). Cold: do not wait."""
+        try:
+            while self._inflight and not self.cold_shutdown:
+                self._tick()
+                self._job_done.wait(0.05)
+                self._job_done.clear()
+        except SystemExit:  # the second signal arrived while waiting: a cold shutdown
+            self.cold_shutdown = True
+            raise
+        finally:
+            self._finish_teardown()
+
+    # --- for subclasses ----------------------------------------------------------------------------
+
+    def on_job_failure(self, job: Job, queue: Queue, execution: Execution, exc: BaseException | None) -> bool:
+        """A job raised ``exc``: return True when it was handled here (RQ's failure path is skipped)."""
+        return False
+
+    def defer(self, job: Job, queue: Queue, execution: Execution, delay_s: float) -> None:
+        """Put a started job back on its queue to run after ``delay_s`` (RQ's scheduled-job registry)."""
+        with self.connection.pipeline() as pipe:
+            queue.schedule_job(job, now() + timedelta(seconds=delay_s), pipeline=pipe)
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            pipe.execute()
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    # --- the threaded part --------------------------------------------------------------------------
+
+    def _finish_teardown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=not self.cold_shutdown, cancel_futures=True)
+            self._executor = None
+        with contextlib.suppress(redis.RedisError):
+            self._scheduler.release()
+        super().teardown()
+
+    def _perform(self, job: Job, queue: Queue, execution: Execution) -> None:
+        try:
+            self.perform_job(job, queue, execution)
+        except BaseException as exc:  # noqa: BLE001 - a job thread must never take the worker down
+            # RQ's bookkeeping around the job failed (not the job: perform_job handles that). Like a work
+            # horse that died: fail the job now (RQ's Retry applies) rather than leave it "started".
+            log.exception("job %s: unexpected error outside the job", job.id)
+            with contextlib.suppress(Exception):
+                self.handle_job_failure(job, queue, exc_string=f"worker error outside the job: {exc!r}",
+                                        execution=execution)
+        finally:
+            with self._inflight_lock:
+                self._inflight.pop(job.id, None)
+                idle = not self._inflight
+            if idle:
+                self._set_idle()
+            self._slots.release()
+            self._job_done.set()
+
+    def _set_idle(self) -> None:
+        with contextlib.suppress(redis.RedisError):
+            self.set_state(WorkerStatus.IDLE)
+
+    def _dequeue(self, timeout: int | None, max_idle_time: int | None) -> Dequeued | None:
+        backoff_s = 1.0
+        idle_since = time.monotonic()
+        while True:
+            self._tick()
+            if self._stop_requested:
+                return None
+            if self._inflight:
+                idle_since = time.monotonic()
+            idle_left_s = None if max_idle_time is None else max_idle_time - (time.monotonic() - idle_since)
+            if idle_left_s is not None and idle_left_s <= 0 and not self._inflight:
+                return None  # max_idle_time: idle that long with nothing queued
+            try:
+                result = self._pop(timeout, idle_left_s)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.error("cannot reach Redis (%s); retrying in %.0f s", exc, backoff_s)
+                time.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 30.0)
+                continue
+            if result is not None:
+                self._dequeued(*result)
+                return result
+            if timeout is None:  # burst: done once the queues are empty and nothing is in flight
+                if not self._inflight:
+                    return None
+                self._job_done.wait(min(self.heartbeat_s, 0.2))  # a finishing job may enqueue more
+                self._job_done.clear()
+
+    def _dequeued(self, job: Job, queue: Queue) -> None:
+        """What RQ's own dequeue does with a job it got."""
+        self.reorder_queues(reference_queue=queue)
+        job.redis_server_version = self.get_redis_server_version()
+        if self.log_job_description:
+            self.log.info("Worker %s: %s: %s (%s)", self.name, queue.name, job.description, job.id)
+        else:
+            self.log.info("Worker %s: %s: %s", self.name, queue.name, job.id)
+
+    def _pop(self, timeout: int | None, idle_left_s: float | None) -> Dequeued | None:
+        wait_s: float | None = None if timeout is None else self.dequeue_timeout
+        if wait_s is not None and idle_left_s is not None:
+            wait_s = max(0.05, min(wait_s, idle_left_s))
+        hit = self._safe_dequeue.pop(self._ordered_queues, wait_s)
+        if hit is None:
+            return None
+        return self.queue_class._fetch_dequeued_job(
+            self.connection, *hit, job_class=self.job_class, serializer=self.serializer,
+            death_penalty_class=self.death_penalty_class)
+
+    def _tick(self) -> None:
+        """Heartbeats for the worker and every in-flight job, maintenance, scheduling: every heartbeat_s."""
+        if time.monotonic() - self._last_tick < self.heartbeat_s:
+            return
+        self._last_tick = time.monotonic()
+        try:
+            self.heartbeat()
+            self._beat_inflight()
+            if self.should_run_maintenance_tasks:
+                self.run_maintenance_tasks()
+            self._scheduler.tick()
+            for hook in self.on_tick:
+                hook()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.error("heartbeat failed, Redis unreachable: %s", exc)
+
+    def _beat_inflight(self) -> None:
+        with self._inflight_lock:
+            inflight = list(self._inflight.values())
+        if not inflight:
+            return
+        ttl = self.get_heartbeat_ttl(inflight[0][0])
+        beats: list[tuple[int, str]] = []  # (reply index of the job's HSET, job key)
+        with self.connection.pipeline() as pipe:
+            for job, execution in inflight:
+                execution.heartbeat(job.started_job_registry, ttl, pipeline=pipe)
+                beats.append((len(pipe), job.key))
+                job.heartbeat(now(), ttl, pipeline=pipe, xx=True)
+            replies = pipe.execute()
+        # rq 3.0's Job.heartbeat ignores xx: an HSET that created the hash means the job was deleted
+        # meanwhile (e.g. result_ttl=0); delete the stub it left, with no TTL, as RQ's maintain_heartbeats does.
+        recreated = [key for index, key in beats if replies[index] == 1]
+        if recreated:
+            self.connection.delete(*recreated)
+
+    def _recover_intermediate(self, queue: Queue) -> None:
+        """Jobs a killed worker had dequeued but not started: requeue them after a few heartbeats (RQ's own
+        rule waits a minute). Called with the queue's maintenance lock held."""
+        stuck_after_s = self.get_heartbeat_ttl(None)
+        intermediate = queue.intermediate_queue
+        for job_id in intermediate.get_job_ids():
+            if job_id in self._inflight or job_id in queue.started_job_registry:
+                continue
+            job = queue.fetch_job(job_id)
+            if job is None or job.get_status(refresh=False) in (JobStatus.FINISHED, JobStatus.FAILED):
+                intermediate.remove(job_id)
+                continue
+            first = intermediate.get_first_seen(job_id)
+            if first is None:
+                intermediate.set_first_seen(job_id)
+            elif (now() - first).total_seconds() > stuck_after_s:
+                log.warning("job %s was dequeued by a worker that died before starting it: requeued", job_id)
+                self.handle_job_failure(job, queue, exc_string="dequeued by a worker that died before starting it")
+                intermediate.remove(job_id)
