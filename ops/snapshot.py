@@ -48,8 +48,7 @@ class Snapshot:
 
 
 def catalog_limits(catalog: Catalog) -> dict[str, ModelLimits]:
-    return {m: ModelLimits(rpm=s.rpm, tpm=s.tpm, rpd=s.rpd, ipm=s.ipm, window_s=s.window_s, safety=s.safety,
-                           burst=s.burst, token_burst=s.token_burst) for m, s in catalog.models.items()}
+    return {m: s.limits for m, s in catalog.models.items()}
 
 
 def take(conn: redis.Redis, models: Iterable[str] = (), defaults: Mapping[str, ModelLimits] | None = None,

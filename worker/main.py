@@ -18,7 +18,7 @@ from genpool.shared.errors import ConfigError, GenpoolError
 from genpool.shared.settings import Settings
 from genpool.worker import logs, stalls
 from genpool.worker.pool import PoolWorker, queues_for
-from genpool.worker.runtime import Runtime, limits_for, redis_client, set_runtime
+from genpool.worker.runtime import Runtime, redis_client, set_runtime
 
 log = logging.getLogger("genpool.worker")
 
@@ -65,7 +65,7 @@ def prepare(settings: Settings) -> Runtime:
     runtime = Runtime.build(settings)
     check_redis(runtime.redis, _redacted(settings.redis_url))
     for model, spec in runtime.catalog.models.items():
-        runtime.limiter.seed(model, limits_for(spec))  # type: ignore[attr-defined]
+        runtime.limiter.seed(model, spec.limits)
     set_runtime(runtime)
     return runtime
 
