@@ -36,6 +36,7 @@ MOVES: dict[str, str] = {
     "producer.cli": "genpool.cli.main",
     "producer.batch": "genpool.cli.batch",
     "worker.dequeue": "genpool.worker.rqcompat.dequeue",
+    "shared.availability": "genpool.shared.ratelimit.availability",
 }
 TEXT_SUFFIXES = {".md", ".toml", ".txt", ".cfg", ".ini", ".sh", ".yml", ".yaml", ".example"}
 TEXT_NAMES = {"Makefile", "Procfile", "run"}

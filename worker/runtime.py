@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import redis
 
-from genpool.shared.availability import Availability, BreakerPolicy
-from genpool.shared.catalog import Catalog, ModelSpec, load_catalog
+from genpool.shared.catalog import Catalog, load_catalog
+from genpool.shared.ratelimit.availability import Availability, BreakerPolicy
 from genpool.shared.redisconn import connect
 from genpool.shared.settings import Settings
 from genpool.shared.storage import S3Store
@@ -19,13 +19,6 @@ from genpool.worker.ports import Ports
 from genpool.worker.results import ResultStore
 from genpool.worker.runner import Runner, RunnerConfig
 from genpool.worker.spool import Spool
-
-
-def limits_for(spec: ModelSpec) -> object:
-    from genpool.shared.ratelimit import ModelLimits
-
-    return ModelLimits(rpm=spec.rpm, tpm=spec.tpm, rpd=spec.rpd, ipm=spec.ipm, window_s=spec.window_s,
-                       safety=spec.safety, burst=spec.burst, token_burst=spec.token_burst)
 
 
 def redis_client(settings: Settings, pool_size: int = 0) -> redis.Redis:
@@ -52,7 +45,7 @@ class Runtime:
         store = S3Store.from_settings(settings)
         spool = Spool(settings.spool_dir)
         results = ResultStore(conn, store, spool, settings.s3_prefix, settings.result_ttl_s)
-        limiter = RedisLimiter(conn, {m: limits_for(s) for m, s in catalog.models.items()})  # type: ignore[arg-type]
+        limiter = RedisLimiter(conn, {m: s.limits for m, s in catalog.models.items()})
         gateway = GeminiGateway(settings, max_connections=max(256, settings.concurrency * 2))
         availability = Availability(conn, BreakerPolicy.from_settings(settings))
         ports = Ports(gateway=gateway, limiter=limiter, availability=availability, results=results,  # type: ignore[arg-type]
