@@ -47,7 +47,7 @@ def durability_problems(config: dict[str, str]) -> list[str]:
 
 def _config(conn: redis.Redis, *names: str) -> dict[str, str]:
     try:
-        return {k: v for name in names for k, v in conn.config_get(name).items()}
+        return {str(k): str(v) for name in names for k, v in conn.config_get(name).items()}
     except redis.ResponseError:  # managed Redis often disables CONFIG
         return {}
 

@@ -37,7 +37,7 @@ class Backoff:
 
     def wait_s(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
         """Exponential in the attempt number (1-based), capped, plus uniform jitter."""
-        return min(self.max_s, self.initial_s * 2 ** (attempt - 1)) + rng() * self.jitter_s
+        return min(self.max_s, self.initial_s * 2.0 ** (attempt - 1)) + rng() * self.jitter_s
 
 
 def same_model_retryable(exc: BaseException, max_wait_s: float) -> bool:
@@ -88,13 +88,15 @@ def wait_strategy(backoff: Backoff, rng: Callable[[], float] = random.random) ->
     return wait
 
 
-def stop_at_deadline(deadline_at: float, clock: Callable[[], float]) -> Callable[[tenacity.RetryCallState], bool]:
+class stop_at_deadline(tenacity.stop.stop_base):  # noqa: N801 - named like tenacity's own stops
     """Stop when sleeping before the next attempt would cross the job's deadline."""
 
-    def stop(state: tenacity.RetryCallState) -> bool:
-        return clock() + (state.upcoming_sleep or 0.0) >= deadline_at
+    def __init__(self, deadline_at: float, clock: Callable[[], float]) -> None:
+        self.deadline_at = deadline_at
+        self.clock = clock
 
-    return stop
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self.clock() + (retry_state.upcoming_sleep or 0.0) >= self.deadline_at
 
 
 def retrying(max_retries: int, deadline_at: float, max_wait_s: float, *, clock: Callable[[], float],

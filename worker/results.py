@@ -43,7 +43,8 @@ class ResultStore:
         return ResultRecord.model_validate_json(raw) if raw else None
 
     def history(self, conversation_id: str) -> list[Turn]:
-        return [tuple(json.loads(t)) for t in self._redis.lrange(keys.conversation(conversation_id), 0, -1)]  # type: ignore[misc]
+        turns = self._redis.lrange(keys.conversation(conversation_id), 0, -1)
+        return [(str(role), str(text)) for role, text in (json.loads(t) for t in turns)]
 
     def store_output(self, job_id: str, kind: str, model: str, gen: Generation) -> StorageRef:
         key = object_key(self._prefix, kind, job_id)
@@ -69,7 +70,10 @@ class ResultStore:
 
     def drain_spool(self) -> int:
         """Upload what the spool holds; each uploaded key leaves the spool index. Returns how many."""
-        return self._spool.drain(self._store, on_uploaded=lambda key: self._redis.srem(keys.spool_index(), key))
+        return self._spool.drain(self._store, on_uploaded=self._unindex)
+
+    def _unindex(self, key: str) -> None:
+        self._redis.srem(keys.spool_index(), key)
 
     def find_output(self, job_id: str, kind: str) -> dict[str, str] | None:
         """Metadata of this job's stored object, if it exists (used only when a job is run again)."""

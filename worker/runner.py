@@ -282,8 +282,8 @@ class Runner:
         cost = spec.cost_usd(gen.prompt_tokens, gen.output_tokens, gen.images)
         conv = request.conversation_id if isinstance(request, ChatRequest) else None
         record = trace.success(model, gen, cost, ref, self.ports.wall(), conv)
-        new_turns = None
-        if conv:
+        new_turns: list[Turn] | None = None
+        if conv and isinstance(request, ChatRequest):
             new_turns = [(m.role, m.text) for m in request.messages or []]
             new_turns += [("user", request.message or ""), ("model", gen.text)]
         self.ports.results.save(record, trace.metrics, new_turns)

@@ -60,7 +60,7 @@ class Availability:
 
     def state(self, model: str) -> dict[str, str]:
         raw = self._redis.hgetall(keys.model_state(model))
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return {_text(k): _text(v) for k, v in raw.items()}
 
     def _run(self, model: str, outcome: str, open_s: float, reason: str, granted_at_ms: int = 0) -> bool:
         p = self.policy
@@ -71,3 +71,7 @@ class Availability:
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise LimiterUnavailable(f"cannot reach Redis to record model availability: {exc}") from exc
         return bool(opened)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -116,7 +116,7 @@ class RedisLimiter:
     def get_limits(self, model: str) -> ModelLimits | None:
         with _boundary("read limits", model):
             raw = self._redis.hgetall(keys.model_limits(model))
-        return ModelLimits.from_hash(raw) if raw else None  # type: ignore[arg-type]
+        return ModelLimits.from_hash(raw) if raw else None
 
     def _numkeys_and_keys(self, model: str) -> tuple[int | bytes, ...]:
         cached = self._acquire_keys.get(model)
