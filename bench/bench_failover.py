@@ -38,6 +38,7 @@ import redis
 from genpool.devstack import services
 from genpool.devstack.stack import SIM_KEY, SimAdmin, WorkerGroup, create_bucket, stack_env
 from genpool.shared import keys
+from genpool.shared.ratelimit import state
 
 TITLE = "Failover: primary hard-down (target 4: <= 1 % of jobs touch it after 2 s; p95 <= 1.2x fallback's)"
 
@@ -163,7 +164,7 @@ class BreakerWatch:
 
     def run(self) -> None:
         while not self.stop.wait(0.05):
-            raw = self.conn.hget(keys.model_state(PRIMARY), "opened_at_ms")
+            raw = self.conn.hget(keys.model_state(PRIMARY), state.OPENED_AT_MS)
             if raw is not None and int(raw) not in self.openings_ms:
                 self.openings_ms.append(int(raw))
 
@@ -327,7 +328,7 @@ def run_phases(stack: Services) -> dict[str, Any]:
         f["control_vs_baseline_ratio"] = f["control_p95_s"] / p95(base)
     figures["baseline"] = {"jobs": len(base), "p50_s": statistics.median(base), "p95_s": p95(base)}
     # A stall reported for a healthy model would open its breaker: count the fallback's openings.
-    opened = stack.pool.connection.hget(keys.model_state(FALLBACK), "opened_total")
+    opened = stack.pool.connection.hget(keys.model_state(FALLBACK), state.OPENED_TOTAL)
     figures["fallback_breaker_openings"] = int(opened or 0)
     return figures
 

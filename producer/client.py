@@ -208,7 +208,7 @@ class GenPool:
         pipe.exists(Job.key_for(owner), keys.result(owner))
         pipe.ttl(key)
         found, ttl_s = _call(pipe.execute)
-        return found == 0 and IDEMPOTENCY_TTL_S - ttl_s > self._claim_grace_s()
+        return bool(found == 0 and IDEMPOTENCY_TTL_S - ttl_s > self._claim_grace_s())
 
     def _claim_grace_s(self) -> float:
         return 2 * self.settings.redis_timeout_s  # a live submit enqueues within its Redis timeout
@@ -219,14 +219,14 @@ class GenPool:
             try:
                 pipe.watch(key)
                 current = pipe.get(key)
-                if current is not None and current != stale_owner.encode():
-                    return current.decode()
+                if current is not None and _text(current) != stale_owner:
+                    return _text(current)
                 pipe.multi()
                 pipe.set(key, new_owner, ex=IDEMPOTENCY_TTL_S)
                 pipe.execute()
                 return new_owner
             except redis.WatchError:  # another retry took it over first: its job is the one
-                return (self._redis.get(key) or b"").decode() or new_owner
+                return _text(self._redis.get(key) or b"") or new_owner
 
     def _release_claims(self, idempotency_keys: list[str | None]) -> None:
         """Enqueue failed: free the keys so the client's retry is not answered with a job that never existed."""
@@ -254,6 +254,10 @@ class GenPool:
             pipe.execute()
 
         _call(enqueue)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _digest(idempotency_key: str) -> str:

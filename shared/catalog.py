@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from genpool.shared.contract import JOB_KINDS, kinds_producing
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from genpool.shared.contract import JOB_KINDS, Output, kinds_producing
 from genpool.shared.errors import ConfigError
 from genpool.shared.ratelimit.limits import DEFAULT_GUARD_MS, ModelLimits
 from genpool.shared.settings import Settings
@@ -23,14 +26,8 @@ PRESETS_DIR = Path(__file__).with_name("presets")
 @dataclass(frozen=True)
 class ModelSpec:
     id: str
-    kind: str = "text"  # "text" or "image": what the model produces
-    rpm: int = 0  # 0 = unlimited
-    tpm: int = 0
-    rpd: int = 0
-    ipm: int = 0
-    window_s: float = 60.0
-    safety: float = 1.0
-    guard_ms: int = DEFAULT_GUARD_MS
+    kind: Output = "text"  # what the model produces
+    limits: ModelLimits = field(default_factory=ModelLimits)  # quota and margins (0 = unlimited)
     max_retries: int = 2
     timeout_s: float = 30.0
     stall_s: float = 0.0  # a call this old, with no later call answered, counts as a breaker failure; 0 = off
@@ -39,12 +36,6 @@ class ModelSpec:
     price_input_per_mtok: float = 0.0
     price_output_per_mtok: float = 0.0
     price_per_image: float = 0.0
-
-    @property
-    def limits(self) -> ModelLimits:
-        """The model's quota as the limiter reads it."""
-        return ModelLimits(rpm=self.rpm, tpm=self.tpm, rpd=self.rpd, ipm=self.ipm, window_s=self.window_s,
-                           safety=self.safety, guard_ms=self.guard_ms)
 
     def cost_usd(self, prompt_tokens: int, output_tokens: int, images: int = 0) -> float:
         usd = (prompt_tokens * self.price_input_per_mtok + output_tokens * self.price_output_per_mtok) / 1e6
@@ -94,15 +85,54 @@ def _resolve(models_file: Path | None) -> Path:
     return models_file
 
 
-_SPEC_FIELDS = {f.name for f in fields(ModelSpec)} - {"id"}
+class _ModelEntry(BaseModel):
+    """One ``[models."<id>"]`` table (after ``[defaults]``): flat in the file, a ModelSpec in code."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Output = "text"
+    rpm: int = Field(0, ge=0, strict=True)
+    tpm: int = Field(0, ge=0, strict=True)
+    rpd: int = Field(0, ge=0, strict=True)
+    ipm: int = Field(0, ge=0, strict=True)
+    window_s: float = 60.0
+    safety: float = 1.0
+    guard_ms: int = Field(DEFAULT_GUARD_MS, ge=0, strict=True)
+    max_retries: int = Field(2, ge=0)
+    timeout_s: float = Field(30.0, gt=0)
+    stall_s: float = Field(0.0, ge=0)
+    input_token_limit: int = Field(1_048_576, ge=1)
+    output_token_limit: int = Field(65_536, ge=1)
+    price_input_per_mtok: float = Field(0.0, ge=0)
+    price_output_per_mtok: float = Field(0.0, ge=0)
+    price_per_image: float = Field(0.0, ge=0)
+
+    def spec(self, model_id: str) -> ModelSpec:
+        values = self.model_dump()
+        limits = ModelLimits(**{name: values.pop(name) for name in LIMIT_FIELDS})
+        return ModelSpec(id=model_id, limits=limits, **values)
+
+
+LIMIT_FIELDS = tuple(f.name for f in fields(ModelLimits))
+
+
+class _CatalogFile(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    chains: dict[str, list[str]] = Field(default_factory=dict)
 
 
 def parse_catalog(data: Mapping[str, Any], source: str = "catalog") -> Catalog:
-    defaults = dict(data.get("defaults", {}))
-    models = {mid: _spec(mid, {**defaults, **body}, source) for mid, body in data.get("models", {}).items()}
+    try:
+        raw = _CatalogFile.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(f"{source}: {_problems(exc)}") from None
+    models = {mid: _spec(mid, {**raw.defaults, **body}, source) for mid, body in raw.models.items()}
     chains: dict[str, tuple[str, ...]] = {}
     for kind in JOB_KINDS:
-        chain = tuple(data.get("chains", {}).get(kind, ()))
+        chain = tuple(raw.chains.get(kind, ()))
         if not chain:
             raise ConfigError(f"{source}: [chains] has no {kind!r} chain")
         unknown = [m for m in chain if m not in models]
@@ -120,18 +150,29 @@ def _spec(model_id: str, body: Mapping[str, Any], source: str) -> ModelSpec:
     if retired:
         raise ConfigError(f"{source}: model {model_id!r}: {', '.join(sorted(retired))} no longer exist (the limiter "
                           "admits against the exact window; see docs/ratelimit.md): remove them")
-    unknown = set(body) - _SPEC_FIELDS
-    if unknown:
-        raise ConfigError(f"{source}: model {model_id!r} has unknown keys: {', '.join(sorted(unknown))}")
     try:
-        spec = ModelSpec(id=model_id, **body)
-    except TypeError as exc:
-        raise ConfigError(f"{source}: model {model_id!r}: {exc}") from exc
-    if spec.kind not in ("text", "image"):
-        raise ConfigError(f"{source}: model {model_id!r}: kind must be 'text' or 'image'")
-    if spec.max_retries < 0 or spec.timeout_s <= 0 or spec.stall_s < 0:
-        raise ConfigError(f"{source}: model {model_id!r}: max_retries >= 0, timeout_s > 0 and stall_s >= 0")
-    return spec
+        return _ModelEntry.model_validate(body).spec(model_id)
+    except pydantic.ValidationError as exc:
+        unknown = sorted(str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden")
+        if unknown:
+            raise ConfigError(f"{source}: model {model_id!r} has unknown keys: {', '.join(unknown)}") from None
+        raise ConfigError(f"{source}: model {model_id!r}: {_problems(exc)}") from None
+    except ConfigError as exc:  # ModelLimits' own checks (window_s, safety, guard_ms)
+        raise ConfigError(f"{source}: model {model_id!r}: {exc}") from None
+
+
+def _problems(exc: pydantic.ValidationError) -> str:
+    return "; ".join(_problem(err) for err in exc.errors())
+
+
+def _problem(err: Any) -> str:
+    where, ctx = ".".join(map(str, err["loc"])), err.get("ctx") or {}
+    if err["type"] == "literal_error":
+        return f"{where} must be {ctx['expected']}, got {err['input']!r}"
+    bound = {"greater_than_equal": ">=", "greater_than": ">"}.get(err["type"])
+    if bound:
+        return f"{where} must be {bound} {ctx.get('ge', ctx.get('gt'))}, got {err['input']!r}"
+    return f"{where}: {err['msg']}, got {err['input']!r}"
 
 
 def apply_settings(catalog: Catalog, settings: Settings) -> Catalog:

@@ -6,6 +6,11 @@ request. ``ModelUnavailable`` is about the model, not the request: fall back to 
 
 from __future__ import annotations
 
+from typing import Literal
+
+#: What a 429 exhausted: a per-minute quota, or a per-day one (reset at the next Pacific midnight).
+QuotaScope = Literal["minute", "day"]
+
 
 class GenpoolError(Exception):
     """Root of every error genpool raises on purpose."""
@@ -86,7 +91,7 @@ class RateLimited(Retryable):
 
     kind = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None, scope: str = "minute",
+    def __init__(self, message: str, *, retry_after_s: float | None = None, scope: QuotaScope = "minute",
                  quota_id: str = "") -> None:
         super().__init__(message, retry_after_s=retry_after_s)
         self.scope = scope

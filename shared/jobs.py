@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator,
 from genpool.shared.contract import PRESETS, AspectRatio, Preset
 from genpool.shared.schema import schema_problems
 
-WIRE_VERSION = 1
+WIRE_VERSION: Literal[1] = 1
 MAX_PROMPT_CHARS = 2_000_000
 MAX_MESSAGES = 500
 HARM_CATEGORIES = (
@@ -52,7 +52,7 @@ class SafetySetting(_Strict):
 
 
 def default_safety() -> list[SafetySetting]:
-    return [SafetySetting(category=c) for c in HARM_CATEGORIES]  # type: ignore[arg-type]
+    return [SafetySetting(category=c) for c in HARM_CATEGORIES]
 
 
 class _Request(_Strict):

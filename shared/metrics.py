@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.client import Pipeline
+
 from genpool.shared import keys
 
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, float("inf"))
@@ -72,19 +74,19 @@ class MetricsBatch:
         group = outcome if outcome in ("ok", "rate_limited") else "error"
         self.timeline[(slot * TIMELINE_STEP_S // TIMELINE_KEY_SPAN_S, f"{slot}|{model}|{group}")] += 1
 
-    def write(self, pipe: object) -> None:
+    def write(self, pipe: Pipeline) -> None:
         """Queue every counter on a Redis pipeline (no round trip here)."""
         counters_key = keys.metrics_counters()
         for name, amount in self.counters.items():
             # Always HINCRBYFLOAT: HINCRBY on a field already holding "12.5" fails the whole job's pipeline
             # result (seen when a float counter such as limiter_wait_seconds_total got exactly 5.0).
-            pipe.hincrbyfloat(counters_key, name, amount)  # type: ignore[attr-defined]
+            pipe.hincrbyfloat(counters_key, name, amount)
         for (model, bucket), count in self.latency.items():
-            pipe.hincrby(keys.metrics_latency(model), bucket, count)  # type: ignore[attr-defined]
+            pipe.hincrby(keys.metrics_latency(model), bucket, count)
         for (span, name), count in self.timeline.items():
-            pipe.hincrby(keys.metrics_timeline(span), name, count)  # type: ignore[attr-defined]
+            pipe.hincrby(keys.metrics_timeline(span), name, count)
         for span in {span for span, _ in self.timeline}:
-            pipe.expire(keys.metrics_timeline(span), TIMELINE_TTL_S)  # type: ignore[attr-defined]
+            pipe.expire(keys.metrics_timeline(span), TIMELINE_TTL_S)
 
 
 def read_counters(raw: Mapping[bytes, bytes]) -> list[tuple[str, dict[str, str], float]]:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from genpool.shared.errors import ConfigError
 
@@ -43,48 +46,106 @@ class Secret:
         return hash(self._value)
 
 
-@dataclass(frozen=True)
-class Settings:
-    redis_url: str = DEFAULT_REDIS_URL
-    gemini_api_key: Secret = field(default_factory=lambda: Secret(""))
-    gemini_base_url: str | None = None
-    gemini_image_model: str | None = None
-    enable_fallback: bool = True
-    preferred_model: str | None = None
-    models_file: Path | None = None
-    s3_bucket: str = "genpool-results"
-    s3_endpoint_url: str | None = None
-    s3_prefix: str = "genpool"
-    aws_region: str = "us-east-1"
-    concurrency: int = 64
-    job_deadline_s: float = 300.0
-    max_limiter_wait_s: float = 5.0
-    result_ttl_s: int = 7 * 24 * 3600
-    spool_dir: Path = Path(".genpool-spool")
-    log_format: str = "text"
-    log_level: str = "INFO"
-    heartbeat_s: float = 5.0
-    redis_timeout_s: float = 5.0
-    s3_timeout_s: float = 10.0
-    metrics_port: int = 9464
-    breaker_failures: int = 5  # transient failures within breaker_window_s that open a model's breaker
-    breaker_window_s: float = 30.0
-    breaker_open_s: float = 30.0  # first open period; doubled per failed half-open probe
-    breaker_max_open_s: float = 300.0
-    not_found_open_s: float = 3600.0  # a 404 (retired model) marks it unavailable this long
+def _secret(value: Any) -> Secret:
+    return value if isinstance(value, Secret) else Secret(str(value))
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _is_int(value: Any) -> Any:
+    # "2.5" for a count is a mistake, not 2 (pydantic would refuse it too, with a less helpful message).
+    if isinstance(value, str) and not value.lstrip("+-").isdigit():
+        raise ValueError("int_parsing")
+    return value
+
+
+def _bool(value: Any) -> Any:
+    text = str(value).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("bool_parsing")
+
+
+Bool = Annotated[bool, BeforeValidator(_bool)]
+Count = Annotated[int, BeforeValidator(_is_int)]
+
+
+class Settings(BaseModel):
+    """Every setting, by the environment variable it comes from (the field's alias); frozen."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, arbitrary_types_allowed=True,
+                              str_strip_whitespace=True)
+
+    redis_url: str = Field(DEFAULT_REDIS_URL, alias="REDIS_URL")
+    gemini_api_key: Annotated[Secret, BeforeValidator(_secret)] = Field(Secret(""), alias="GEMINI_API_KEY")
+    gemini_base_url: str | None = Field(None, alias="GEMINI_BASE_URL")
+    gemini_image_model: str | None = Field(None, alias="GEMINI_IMAGE_MODEL")
+    enable_fallback: Bool = Field(True, alias="GEMINI_ENABLE_FALLBACK")
+    preferred_model: str | None = Field(None, alias="GEMINI_PREFERRED_MODEL")
+    models_file: Path | None = Field(None, alias="GENPOOL_MODELS_FILE")
+    s3_bucket: str = Field("genpool-results", alias="S3_BUCKET")
+    s3_endpoint_url: str | None = Field(None, alias="S3_ENDPOINT_URL")
+    s3_prefix: Annotated[str, AfterValidator(lambda v: v.strip("/"))] = Field("genpool", alias="S3_PREFIX")
+    aws_region: str = Field("us-east-1", alias="AWS_DEFAULT_REGION")
+    concurrency: Count = Field(64, ge=1, alias="GENPOOL_CONCURRENCY")
+    job_deadline_s: float = Field(300.0, ge=1, alias="GENPOOL_JOB_DEADLINE_S")
+    max_limiter_wait_s: float = Field(5.0, ge=0, alias="GENPOOL_MAX_LIMITER_WAIT_S")
+    result_ttl_s: Count = Field(7 * 24 * 3600, ge=60, alias="GENPOOL_RESULT_TTL_S")
+    spool_dir: Path = Field(Path(".genpool-spool"), alias="GENPOOL_SPOOL_DIR")
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = Field("text", alias="GENPOOL_LOG_FORMAT")
+    log_level: Annotated[str, AfterValidator(str.upper)] = Field("INFO", alias="GENPOOL_LOG_LEVEL")
+    heartbeat_s: float = Field(5.0, ge=0.5, alias="GENPOOL_HEARTBEAT_S")
+    redis_timeout_s: float = Field(5.0, ge=0.1, alias="GENPOOL_REDIS_TIMEOUT_S")
+    s3_timeout_s: float = Field(10.0, ge=0.1, alias="GENPOOL_S3_TIMEOUT_S")
+    metrics_port: Count = Field(9464, ge=1, alias="GENPOOL_METRICS_PORT")
+    # transient failures within breaker_window_s that open a model's breaker
+    breaker_failures: Count = Field(5, ge=1, alias="GENPOOL_BREAKER_FAILURES")
+    breaker_window_s: float = Field(30.0, ge=0.1, alias="GENPOOL_BREAKER_WINDOW_S")
+    breaker_open_s: float = Field(30.0, ge=0.1, alias="GENPOOL_BREAKER_OPEN_S")  # doubled per failed probe
+    breaker_max_open_s: float = Field(300.0, ge=0.1, alias="GENPOOL_BREAKER_MAX_OPEN_S")
+    not_found_open_s: float = Field(3600.0, ge=1, alias="GENPOOL_NOT_FOUND_OPEN_S")  # a 404 marks it down this long
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, dotenv_path: Path | None = Path(".env")) -> Settings:
         env = _merged_env(environ, dotenv_path)
+        given = {name: value.strip() for name, value in env.items() if name in _ALIASES and value.strip()}
         try:
-            return cls(**_parse(env))
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
+            return cls.model_validate(given)
+        except pydantic.ValidationError as exc:
+            raise ConfigError(describe(exc, given)) from None
 
     def require_api_key(self) -> str:
         if not self.gemini_api_key:
             raise ConfigError("GEMINI_API_KEY is not set: put your Gemini API key in the environment or in .env")
         return self.gemini_api_key.reveal()
+
+
+_ALIASES = {str(f.alias) for f in Settings.model_fields.values()}
+_FIELD_TYPES = {str(f.alias): ("int" if f.annotation is int else "float") for f in Settings.model_fields.values()}
+
+
+def describe(exc: pydantic.ValidationError, given: Mapping[str, str]) -> str:
+    """One line per bad variable, naming it: ``GENPOOL_CONCURRENCY='0' must be at least 1``."""
+    return "; ".join(_problem(str(err["loc"][0]), given.get(str(err["loc"][0]), ""), err) for err in exc.errors())
+
+
+def _problem(name: str, raw: str, err: Any) -> str:
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "value_error":
+        kind = str(ctx.get("error", ""))
+    if kind in ("greater_than_equal", "greater_than"):
+        return f"{name}={raw!r} must be at least {ctx.get('ge', ctx.get('gt'))}"
+    if kind == "bool_parsing":
+        return f"{name}={raw!r}: use true or false"
+    if kind == "literal_error":
+        return f"{name}={raw!r}: use one of {str(ctx.get('expected', '')).replace(' or ', ', ')}"
+    if kind in ("int_parsing", "int_from_float", "float_parsing"):
+        return f"{name}={raw!r} is not a valid {_FIELD_TYPES.get(name, 'number')}"
+    return f"{name}={raw!r}: {err['msg']}"
 
 
 def _merged_env(environ: Mapping[str, str] | None, dotenv_path: Path | None) -> dict[str, str]:
@@ -95,79 +156,3 @@ def _merged_env(environ: Mapping[str, str] | None, dotenv_path: Path | None) -> 
         env.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
     env.update(os.environ if environ is None else environ)
     return env
-
-
-def _parse(env: Mapping[str, str]) -> dict[str, object]:
-    def text(name: str) -> str | None:
-        value = env.get(name, "").strip()
-        return value or None
-
-    out: dict[str, object] = {
-        "redis_url": text("REDIS_URL") or DEFAULT_REDIS_URL,
-        "gemini_api_key": Secret(text("GEMINI_API_KEY") or ""),
-        "gemini_base_url": text("GEMINI_BASE_URL"),
-        "gemini_image_model": text("GEMINI_IMAGE_MODEL"),
-        "enable_fallback": _bool(env, "GEMINI_ENABLE_FALLBACK", True),
-        "preferred_model": text("GEMINI_PREFERRED_MODEL"),
-        "models_file": Path(m) if (m := text("GENPOOL_MODELS_FILE")) else None,
-        "s3_bucket": text("S3_BUCKET") or "genpool-results",
-        "s3_endpoint_url": text("S3_ENDPOINT_URL"),
-        "s3_prefix": (text("S3_PREFIX") or "genpool").strip("/"),
-        "aws_region": text("AWS_DEFAULT_REGION") or "us-east-1",
-        "spool_dir": Path(text("GENPOOL_SPOOL_DIR") or ".genpool-spool"),
-        "log_format": _choice(env, "GENPOOL_LOG_FORMAT", ("text", "json"), "text"),
-        "log_level": (text("GENPOOL_LOG_LEVEL") or "INFO").upper(),
-    }
-    out.update(_numbers(env))
-    return out
-
-
-_NUMBERS: dict[str, tuple[str, type, float]] = {
-    "concurrency": ("GENPOOL_CONCURRENCY", int, 1),
-    "job_deadline_s": ("GENPOOL_JOB_DEADLINE_S", float, 1),
-    "max_limiter_wait_s": ("GENPOOL_MAX_LIMITER_WAIT_S", float, 0),
-    "result_ttl_s": ("GENPOOL_RESULT_TTL_S", int, 60),
-    "heartbeat_s": ("GENPOOL_HEARTBEAT_S", float, 0.5),
-    "redis_timeout_s": ("GENPOOL_REDIS_TIMEOUT_S", float, 0.1),
-    "s3_timeout_s": ("GENPOOL_S3_TIMEOUT_S", float, 0.1),
-    "metrics_port": ("GENPOOL_METRICS_PORT", int, 1),
-    "breaker_failures": ("GENPOOL_BREAKER_FAILURES", int, 1),
-    "breaker_window_s": ("GENPOOL_BREAKER_WINDOW_S", float, 0.1),
-    "breaker_open_s": ("GENPOOL_BREAKER_OPEN_S", float, 0.1),
-    "breaker_max_open_s": ("GENPOOL_BREAKER_MAX_OPEN_S", float, 0.1),
-    "not_found_open_s": ("GENPOOL_NOT_FOUND_OPEN_S", float, 1),
-}
-
-
-def _numbers(env: Mapping[str, str]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for attr, (name, kind, minimum) in _NUMBERS.items():
-        raw = env.get(name, "").strip()
-        if not raw:
-            continue
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
-        if value < minimum:
-            raise ValueError(f"{name}={raw!r} must be at least {minimum}")
-        out[attr] = value
-    return out
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name}={raw!r}: use true or false")
-
-
-def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
-    raw = env.get(name, "").strip().lower() or default
-    if raw not in allowed:
-        raise ValueError(f"{name}={raw!r}: use one of {', '.join(allowed)}")
-    return raw

@@ -63,7 +63,8 @@ def _translate(exc: Exception) -> Exception:
 
 
 class S3Store:
-    """boto3 client with short timeouts; retries are genpool's (it spools what it cannot upload)."""
+    """boto3 client with short timeouts and no retries of its own: genpool's upload retry (worker/results.py)
+    is the only one, so a refused upload costs that many PUTs, not that many times botocore's."""
 
     def __init__(self, bucket: str, client: Any) -> None:
         self.bucket = bucket
@@ -76,7 +77,7 @@ class S3Store:
 
         config = Config(
             connect_timeout=settings.s3_timeout_s, read_timeout=settings.s3_timeout_s,
-            retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=max(10, settings.concurrency),
+            retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=max(10, settings.concurrency),
             signature_version="s3v4",
         )
         client = boto3.session.Session().client(

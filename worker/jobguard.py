@@ -16,13 +16,24 @@ from typing import Any
 from rq.exceptions import DeserializationError
 from rq.job import Job
 
-from genpool.shared.contract import ENTRY_POINTS, TASK
+from genpool.shared import contract
+from genpool.shared.contract import TASK
 from genpool.shared.errors import Permanent
 from genpool.shared.jobs import ErrorInfo, ResultRecord
 from genpool.shared.metrics import MetricsBatch
 from genpool.worker.rqcompat.job import GuardedJob
 
 log = logging.getLogger("genpool.worker")
+
+
+def _generate() -> Callable[..., Any]:
+    from genpool.worker import tasks
+
+    return tasks.generate
+
+
+#: Entry-point name → the function it runs, looked up here: never imported by the name a job carries.
+ENTRY_POINTS: dict[str, Callable[[], Callable[..., Any]]] = {name: _generate for name in contract.ENTRY_POINTS}
 MAX_REASON_CHARS = 200
 
 
@@ -43,9 +54,7 @@ class GenpoolJob(GuardedJob):
         args, kwargs = self.args, self.kwargs
         if not isinstance(args, list | tuple) or len(args) != 1 or not isinstance(kwargs, dict) or kwargs:
             raise RefusedJob("refused: a genpool job carries exactly one argument, its JSON envelope")
-        from genpool.worker import tasks  # the function itself, never an import by the name a job carries
-
-        return tasks.generate
+        return ENTRY_POINTS[name]()
 
 
 def refused(exc: BaseException | None) -> bool:

@@ -50,7 +50,7 @@ def durability_problems(config: dict[str, str]) -> list[str]:
 
 def _config(conn: redis.Redis, *names: str) -> dict[str, str]:
     try:
-        return {k: v for name in names for k, v in conn.config_get(name).items()}
+        return {str(k): str(v) for name in names for k, v in conn.config_get(name).items()}
     except redis.ResponseError:  # managed Redis often disables CONFIG
         return {}
 
@@ -67,7 +67,7 @@ def prepare(settings: Settings) -> Runtime:
     settings.require_api_key()
     runtime = Runtime.build(settings)
     check_redis(runtime.redis, _redacted(settings.redis_url))
-    sync_limits(runtime.limiter, runtime.catalog)  # type: ignore[arg-type]
+    sync_limits(runtime.limiter, runtime.catalog)
     set_runtime(runtime)
     return runtime
 

@@ -1,4 +1,5 @@
-"""Retry, fall back or fail: small pure functions over genpool's error types (no Redis, no clock).
+"""Retry, fall back, fail or defer: every decision about a failure, as small pure functions over genpool's
+error types (no Redis, no clock). The runner carries them out; nothing else decides.
 
 The table (README, "Failure policy"):
 - AuthError, InvalidRequest, ContentBlocked, OutputTruncated → fail the job (no other model is tried:
@@ -7,7 +8,10 @@ The table (README, "Failure policy"):
 - RateLimited per day → fall back (the model is out until the Pacific midnight reset);
 - RateLimited per minute, TransientError, UnusableAnswer → retry the same model with exponential
   backoff + jitter, never sooner than Gemini's RetryInfo.retryDelay, up to the model's max_retries and
-  within the job's deadline; then fall back.
+  within the job's deadline; then fall back;
+- ServiceUnavailable (genpool's own Redis or S3 is down) → defer the job: back on the queue, not failed.
+What the fleet learns from a failed call (``breaker_signal``): a 404 marks the model down, a transient
+failure counts towards its breaker, any other answer of a half-open probe closes it; a 429 cools it down.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ class Backoff:
 
     def wait_s(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
         """Exponential in the attempt number (1-based), capped, plus uniform jitter."""
-        return min(self.max_s, self.initial_s * 2 ** (attempt - 1)) + rng() * self.jitter_s
+        return min(self.max_s, self.initial_s * 2.0 ** (attempt - 1)) + rng() * self.jitter_s
 
 
 def same_model_retryable(exc: BaseException, max_wait_s: float) -> bool:
@@ -43,13 +47,31 @@ def same_model_retryable(exc: BaseException, max_wait_s: float) -> bool:
     return isinstance(exc, e.TransientError | e.UnusableAnswer)
 
 
-def after_model(exc: BaseException) -> Literal["fallback", "fail"]:
+def after_model(exc: BaseException) -> Literal["fallback", "fail", "defer"]:
     """What the job does once a model has given up with ``exc``."""
+    if isinstance(exc, e.ServiceUnavailable):  # an outage of genpool's own Redis is not the job's failure
+        return "defer"
     if isinstance(exc, FAIL_TYPES):
         return "fail"
     if isinstance(exc, e.GenpoolError):
         return "fallback"
     return "fail"
+
+
+def breaker_signal(exc: BaseException, probe: bool) -> Literal["down", "failure", "answered"] | None:
+    """What the model's fleet-wide state learns from a call that failed with ``exc``: ``down`` (404: retired
+    or unknown), ``failure`` (counts towards opening its breaker), ``answered`` (it is up: a half-open probe
+    closes the breaker), or nothing."""
+    if isinstance(exc, e.ModelNotFound):
+        return "down"
+    if isinstance(exc, e.TransientError):
+        return "failure"
+    return "answered" if probe else None
+
+
+def model_answered(exc: BaseException | None) -> bool:
+    """The call shows the model is answering (for the stall watch): anything but a transient failure."""
+    return not isinstance(exc, e.TransientError)
 
 
 def retry_after_s(exc: BaseException | None) -> float:
@@ -66,13 +88,15 @@ def wait_strategy(backoff: Backoff, rng: Callable[[], float] = random.random) ->
     return wait
 
 
-def stop_at_deadline(deadline_at: float, clock: Callable[[], float]) -> Callable[[tenacity.RetryCallState], bool]:
+class stop_at_deadline(tenacity.stop.stop_base):  # noqa: N801 - named like tenacity's own stops
     """Stop when sleeping before the next attempt would cross the job's deadline."""
 
-    def stop(state: tenacity.RetryCallState) -> bool:
-        return clock() + (state.upcoming_sleep or 0.0) >= deadline_at
+    def __init__(self, deadline_at: float, clock: Callable[[], float]) -> None:
+        self.deadline_at = deadline_at
+        self.clock = clock
 
-    return stop
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self.clock() + (retry_state.upcoming_sleep or 0.0) >= self.deadline_at
 
 
 def retrying(max_retries: int, deadline_at: float, max_wait_s: float, *, clock: Callable[[], float],

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from genpool.shared.errors import QuotaScope
 from genpool.shared.jobs import Request, ResultRecord, StorageRef
 from genpool.shared.metrics import MetricsBatch
 from genpool.worker.answers import Generation
@@ -13,12 +14,23 @@ from genpool.worker.gemini import Call, Turn
 
 
 class Decision(Protocol):
-    status: str  # "granted" | "wait" | "unavailable"
-    delay_ms: int
-    wait_ms: int
-    reason: str
-    probe: bool  # this caller is the circuit breaker's half-open probe: report its outcome
-    now_ms: int  # Redis's clock at the decision
+    @property
+    def status(self) -> str: ...  # "granted" | "wait" | "unavailable"
+
+    @property
+    def delay_ms(self) -> int: ...
+
+    @property
+    def wait_ms(self) -> int: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def probe(self) -> bool: ...  # this caller is the circuit breaker's half-open probe: report its outcome
+
+    @property
+    def now_ms(self) -> int: ...  # Redis's clock at the decision
 
     @property
     def start_at_ms(self) -> int: ...  # when the granted call may start, on Redis's clock
@@ -32,7 +44,7 @@ class Limiter(Protocol):
 
     def release(self, model: str, start_ms: int, requests: int = 1, tokens: int = 0, images: int = 0) -> Any: ...
 
-    def penalize(self, model: str, retry_after_ms: int, scope: str = "minute") -> Any: ...
+    def penalize(self, model: str, retry_after_ms: int, scope: QuotaScope = "minute") -> Any: ...
 
 
 class AvailabilityPort(Protocol):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 
 import redis
+import tenacity
 
 from genpool.shared import keys
 from genpool.shared.errors import GenpoolError, StorageUnavailable
@@ -23,21 +25,26 @@ CONVERSATION_TTL_S = 30 * 24 * 3600
 
 class ResultStore:
     def __init__(self, connection: redis.Redis, store: ObjectStore, spool: Spool, prefix: str,
-                 result_ttl_s: int, upload_attempts: int = 3, upload_backoff_s: float = 0.2) -> None:
+                 result_ttl_s: int, upload_attempts: int = 3, upload_backoff_s: float = 0.2,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self._redis = connection
         self._store = store
         self._spool = spool
         self._prefix = prefix
         self._ttl_s = result_ttl_s
-        self._attempts = upload_attempts
-        self._backoff_s = upload_backoff_s
+        self._upload = tenacity.Retrying(  # S3's own client does not retry (shared/storage.py)
+            stop=tenacity.stop_after_attempt(upload_attempts),
+            wait=tenacity.wait_exponential(multiplier=upload_backoff_s, min=upload_backoff_s),
+            retry=tenacity.retry_if_exception_type(StorageUnavailable), before_sleep=_log_failed_upload,
+            sleep=sleep, reraise=True)
 
     def get(self, job_id: str) -> ResultRecord | None:
         raw = self._redis.get(keys.result(job_id))
         return ResultRecord.model_validate_json(raw) if raw else None
 
     def history(self, conversation_id: str) -> list[Turn]:
-        return [tuple(json.loads(t)) for t in self._redis.lrange(keys.conversation(conversation_id), 0, -1)]  # type: ignore[misc]
+        turns = self._redis.lrange(keys.conversation(conversation_id), 0, -1)
+        return [(str(role), str(text)) for role, text in (json.loads(t) for t in turns)]
 
     def store_output(self, job_id: str, kind: str, model: str, gen: Generation) -> StorageRef:
         key = object_key(self._prefix, kind, job_id)
@@ -51,21 +58,22 @@ class ResultStore:
         return StorageRef(bucket=self._store.bucket, key=key)
 
     def _put_or_spool(self, obj: StoredObject) -> None:
-        for attempt in range(1, self._attempts + 1):
-            try:
-                self._store.put(obj)
-                return
-            except StorageUnavailable as exc:
-                log.warning("upload of %s failed (attempt %d/%d): %s", obj.key, attempt, self._attempts, exc)
-                if attempt < self._attempts:
-                    time.sleep(self._backoff_s * 2 ** (attempt - 1))
+        upload = self._upload.copy()  # one per call: job threads upload concurrently
+        try:
+            upload(self._store.put, obj)
+            return
+        except StorageUnavailable as exc:
+            log.warning("upload of %s failed %d times (%s)", obj.key, upload.statistics.get("attempt_number", 0), exc)
         self._spool.save(obj)
         self._redis.sadd(keys.spool_index(), obj.key)
         log.warning("S3 unavailable: %s kept in the local spool until it can be uploaded", obj.key)
 
     def drain_spool(self) -> int:
         """Upload what the spool holds; each uploaded key leaves the spool index. Returns how many."""
-        return self._spool.drain(self._store, on_uploaded=lambda key: self._redis.srem(keys.spool_index(), key))
+        return self._spool.drain(self._store, on_uploaded=self._unindex)
+
+    def _unindex(self, key: str) -> None:
+        self._redis.srem(keys.spool_index(), key)
 
     def find_output(self, job_id: str, kind: str) -> dict[str, str] | None:
         """Metadata of this job's stored object, if it exists (used only when a job is run again)."""
@@ -86,3 +94,9 @@ class ResultStore:
             pipe.expire(conv, CONVERSATION_TTL_S)
         metrics.write(pipe)
         pipe.execute()
+
+
+def _log_failed_upload(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    key = getattr(state.args[0], "key", "?") if state.args else "?"
+    log.warning("upload of %s failed (attempt %d): %s", key, state.attempt_number, exc)

@@ -16,7 +16,7 @@ from genpool.worker.ports import Decision, Ports
 from genpool.worker.stalls import InFlight
 from genpool.worker.trace import Trace
 
-OUTAGE_DEFER_S = 2.0  # Redis (limiter, breaker state) unreachable: back on the queue, not failed
+OUTAGE_DEFER_S = 2.0  # Redis (limiter, breaker state) unreachable: back on the queue (policy: "defer")
 log = logging.getLogger("genpool.runner")
 
 
@@ -180,11 +180,12 @@ class Runner:
             return exc.wait_s
         except Skipped as exc:
             trace.skip(model, str(exc))
-        except e.ServiceUnavailable as exc:  # an outage of genpool's own Redis is not the job's failure
-            raise e.Deferred(f"{exc.kind}: {exc}", delay_s=OUTAGE_DEFER_S) from exc
         except e.GenpoolError as exc:
+            step = policy.after_model(exc)
+            if step == "defer":
+                raise e.Deferred(f"{exc.kind}: {exc}", delay_s=OUTAGE_DEFER_S) from exc
             trace.model_failed(model, exc)
-            if policy.after_model(exc) == "fail":
+            if step == "fail":
                 raise exc
         return None
 
@@ -243,7 +244,7 @@ class Runner:
             answered = True
             return gen
         except e.GenpoolError as exc:
-            answered = not isinstance(exc, e.TransientError)
+            answered = policy.model_answered(exc)
             raise
         finally:
             self.inflight.finish(call_id, answered)
@@ -266,11 +267,12 @@ class Runner:
         ports = self.ports
         if isinstance(exc, e.RateLimited):
             ports.limiter.penalize(model, int(policy.retry_after_s(exc) * 1000) or 1000, exc.scope)
-        if isinstance(exc, e.ModelNotFound):
+        signal = policy.breaker_signal(exc, decision.probe)
+        if signal == "down":
             ports.availability.mark_down(model, "not_found")
-        elif isinstance(exc, e.TransientError):
+        elif signal == "failure":
             return ports.availability.record_failure(model, exc.kind, decision.now_ms)
-        elif decision.probe:  # the model answered (a 429, a bad request, a blocked prompt): it is up, close the breaker
+        elif signal == "answered":  # a probe's call answered (a 429, a bad request, a blocked prompt): close it
             ports.availability.record_success(model)
         return False
 
@@ -282,8 +284,8 @@ class Runner:
         cost = spec.cost_usd(gen.prompt_tokens, gen.output_tokens, gen.images)
         conv = request.conversation_id if isinstance(request, ChatRequest) else None
         record = trace.success(model, gen, cost, ref, self.ports.wall(), conv)
-        new_turns = None
-        if conv:
+        new_turns: list[Turn] | None = None
+        if conv and isinstance(request, ChatRequest):
             new_turns = [(m.role, m.text) for m in request.messages or []]
             new_turns += [("user", request.message or ""), ("model", gen.text)]
         self.ports.results.save(record, trace.metrics, new_turns)

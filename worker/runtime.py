@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import redis
 
-from genpool.shared.availability import Availability, BreakerPolicy
 from genpool.shared.catalog import Catalog, load_catalog
+from genpool.shared.ratelimit.availability import Availability, BreakerPolicy
+from genpool.shared.ratelimit.store import RedisLimiter
 from genpool.shared.redisconn import connect
 from genpool.shared.settings import Settings
 from genpool.shared.storage import S3Store
@@ -34,12 +35,10 @@ class Runtime:
     spool: Spool
     results: ResultStore
     runner: Runner
-    limiter: object
+    limiter: RedisLimiter
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
-        from genpool.shared.ratelimit import RedisLimiter
-
         catalog = load_catalog(settings)
         conn = redis_client(settings, pool_size=settings.concurrency * 2 + 16)
         store = S3Store.from_settings(settings)
@@ -48,7 +47,7 @@ class Runtime:
         limiter = RedisLimiter(conn, {m: s.limits for m, s in catalog.models.items()})
         gateway = GeminiGateway(settings, max_connections=max(256, settings.concurrency * 2))
         availability = Availability(conn, BreakerPolicy.from_settings(settings))
-        ports = Ports(gateway=gateway, limiter=limiter, availability=availability, results=results,  # type: ignore[arg-type]
+        ports = Ports(gateway=gateway, limiter=limiter, availability=availability, results=results,
                       clock=time.monotonic, wall=time.time, sleep=time.sleep)
         runner = Runner(ports, catalog, RunnerConfig(max_limiter_wait_s=settings.max_limiter_wait_s))
         return cls(settings, catalog, conn, store, spool, results, runner, limiter)

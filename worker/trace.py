@@ -66,7 +66,7 @@ class Trace:
                 conversation_id: str | None) -> ResultRecord:
         fallbacks = self.chain.index(model) if model in self.chain else 0
         if fallbacks:
-            self.metrics.inc("fallbacks_total", **{"from": self.chain[0], "to": model, "kind": self.kind})
+            self.metrics.inc("fallbacks_total", 1.0, **{"from": self.chain[0], "to": model, "kind": self.kind})
         self.metrics.inc("jobs_total", kind=self.kind, status="finished", model=model)
         self.metrics.inc("tokens_in_total", gen.prompt_tokens, model=model, kind=self.kind)
         self.metrics.inc("tokens_out_total", gen.output_tokens, model=model, kind=self.kind)

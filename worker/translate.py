@@ -47,7 +47,7 @@ def quota_ids(body: Any) -> list[str]:
     return [str(v.get("quotaId", "")) for v in violations if isinstance(v, Mapping)]
 
 
-def quota_scope(ids: list[str]) -> str:
+def quota_scope(ids: list[str]) -> e.QuotaScope:
     """"day" when any violated quota is per day (its reset is the next Pacific midnight), else "minute"."""
     return "day" if any("PerDay" in q or "per_day" in q.lower() for q in ids) else "minute"
 

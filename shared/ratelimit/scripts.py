@@ -5,21 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
-LUA_DIR = Path(__file__).with_name("lua")
+from genpool.shared import luascript
+
 LIBRARY = "_window.lua"
 
 
 @cache
 def source(name: str) -> str:
     """A script's full source: the shared window library, then the script body."""
-    return f"{(LUA_DIR / LIBRARY).read_text()}\n{(LUA_DIR / f'{name}.lua').read_text()}"
+    package = "genpool.shared.ratelimit"
+    return f"{luascript.read(package, f'lua/{LIBRARY}')}\n{luascript.read(package, f'lua/{name}.lua')}"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The fleet-wide circuit breaker (shared/lua/breaker.lua) with the limiter's acquire, on a real redis-server."""
+"""The fleet-wide circuit breaker (shared/ratelimit/lua/breaker.lua) with the limiter's acquire, on a real redis-server."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 import pytest
 import redis
 
-from genpool.shared.availability import Availability, BreakerPolicy
 from genpool.shared.ratelimit import ModelLimits, RedisLimiter
+from genpool.shared.ratelimit.availability import Availability, BreakerPolicy
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 

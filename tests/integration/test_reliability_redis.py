@@ -60,7 +60,7 @@ def test_redis_restart_mid_run_loses_no_job(stack, redis_service):
           f"{took_s:.2f} s, all terminal {recover_s:.1f} s after restart, workers alive {alive}")
     assert not missing, f"{len(missing)} jobs lost; e.g. {missing[:3]}\n{stack.workers.logs()[-3000:]}"
     assert done == JOBS
-    assert all(alive), "a worker quit during the Redis outage"
+    assert all(alive), f"a worker quit during the Redis outage\n{stack.workers.logs()[-4000:]}"
     failed = [r for r in results if r.status != "finished"]
     assert not failed, [r.error for r in failed][:3]
     keys = stack.objects()

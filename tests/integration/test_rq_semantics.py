@@ -165,7 +165,9 @@ def test_a_cold_shutdown_records_the_workers_death(queue: Queue, own_signal_hand
     worker = Worker([queue], connection=queue.connection)
 
     def signals() -> None:
-        rq_jobs.STARTED.wait(10)
+        if not rq_jobs.STARTED.wait(10):  # never signal this process unless the worker's handlers are in
+            worker._stop_requested = True
+            return
         os.kill(os.getpid(), signal.SIGTERM)  # warm: the worker waits for its job in flight
         time.sleep(1.5)  # RQ ignores a second signal within 1 s
         os.kill(os.getpid(), signal.SIGTERM)  # cold, while it waits

@@ -57,3 +57,28 @@ def test_rerun_is_told_by_the_retries_rq_has_left() -> None:
     assert not contract.is_rerun(None)
     assert not contract.is_rerun(contract.ABANDONED_RETRIES)
     assert contract.is_rerun(contract.ABANDONED_RETRIES - 1)
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "thing"},
+    {"type": "object", "properties": {"a": {"type": "string", "minLength": "3"}}},
+    {"type": "object", "properties": {"a": 1}},
+    {"type": "array", "items": {"type": "integer", "minimum": True}},
+    {"type": "object", "required": ["a"]},
+    {"type": "string", "enum": []},
+    {"properties": {}},
+])
+def test_a_bad_schema_is_refused_with_and_without_jsonschema(schema: dict[str, object],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from genpool.shared.schema import schema_problems
+
+    assert schema_problems(schema)
+    monkeypatch.setitem(sys.modules, "jsonschema.validators", None)  # the light client install
+    assert schema_problems(schema)
+
+
+def test_the_meta_schema_catches_what_the_hand_written_subset_does_not() -> None:
+    from genpool.shared.schema import schema_problems
+
+    assert schema_problems({"type": "object", "properties": {"a": {"type": "string", "pattern": 5}}})
+    assert schema_problems({"type": "object", "properties": {"a": {"type": "string"}}}) == []

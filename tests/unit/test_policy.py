@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from genpool.shared import errors as e
+from genpool.worker import policy
 from genpool.worker.policy import Backoff, after_model, retry_after_s, retrying, same_model_retryable
 
 
@@ -232,3 +233,27 @@ def test_jitter_is_applied_through_rng() -> None:
     r = retrying(2, 1000.0, 5.0, clock=t.clock, sleep=t.sleep, backoff=Backoff(0.5, 8.0, 1.0), rng=lambda: 0.5)
     assert r(fn) == "ok"
     assert t.sleeps == [1.0]
+
+
+@pytest.mark.parametrize(("exc", "step"), [
+    (e.LimiterUnavailable("redis down"), "defer"),
+    (e.StorageUnavailable("s3 down"), "defer"),
+    (e.AuthError("bad key"), "fail"),
+    (e.ModelNotFound("404"), "fallback"),
+    (e.ServerError("503"), "fallback"),
+])
+def test_after_model_decides_defer_fail_or_fallback(exc: Exception, step: str) -> None:
+    assert policy.after_model(exc) == step
+
+
+@pytest.mark.parametrize(("exc", "probe", "signal"), [
+    (e.ModelNotFound("404"), False, "down"),
+    (e.ServerError("503"), False, "failure"),
+    (e.CallTimeout("slow"), True, "failure"),
+    (e.RateLimited("429"), True, "answered"),
+    (e.InvalidRequest("400"), True, "answered"),
+    (e.InvalidRequest("400"), False, None),
+])
+def test_breaker_signal(exc: Exception, probe: bool, signal: str | None) -> None:
+    assert policy.breaker_signal(exc, probe) == signal
+    assert policy.model_answered(exc) is (signal != "failure")

@@ -39,7 +39,9 @@ class SafeDequeue:
             if remaining_s <= 0:
                 return None
             first = queues[0]
-            job_id = self.connection.blmove(first.key, first.intermediate_queue.key, min(POLL_S, remaining_s))
+            # BLMOVE's timeout is a float in seconds (redis-py's stub says int)
+            job_id = self.connection.execute_command("BLMOVE", first.key, first.intermediate_queue.key, "LEFT",
+                                                     "RIGHT", min(POLL_S, remaining_s))
             if job_id is not None:
                 return first.key, _text(job_id)
 

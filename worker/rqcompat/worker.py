@@ -121,7 +121,7 @@ class ThreadedWorker(SimpleWorker):
                 queue.intermediate_queue.cleanup(self, queue)
             finally:
                 queue.release_maintenance_lock()
-        self.last_cleaned_at = now()
+        self.last_cleaned_at = now()  # type: ignore[assignment]  # rq declares it None (set to a datetime)
 
     def _finalize_failure(self, job: Job, queue: Queue, execution: Execution, exc_info: Any) -> None:
         if not self.on_job_failure(job, queue, execution, exc_info[1]):

@@ -2,23 +2,24 @@
 
 A 404 (retired / not found) marks the model unavailable for a long cooldown; repeated 5xx or timeouts
 open a circuit breaker for a short cooldown (doubling, up to ``max_open_s``, each time the half-open
-probe fails again). Either way the model's state hash carries
+probe fails again). Either way the model's state hash (field names: ``state``) carries
 ``unavailable_until_ms`` and ``half_open``, which the limiter's acquire script honours (one round trip):
-workers skip an open model, and after the cooldown exactly one worker probes it.
+workers skip an open model, and after the cooldown exactly one worker probes it. It lives beside the
+limiter because the two share that hash and that round trip.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import redis
 
-from genpool.shared import keys
+from genpool.shared import keys, luascript
 from genpool.shared.errors import LimiterUnavailable
+from genpool.shared.ratelimit import state
 from genpool.shared.settings import Settings
 
-_SCRIPT = (Path(__file__).with_name("lua") / "breaker.lua").read_text()
+_SCRIPT = luascript.read("genpool.shared.ratelimit", "lua/breaker.lua")
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Availability:
         ``granted_at_ms``: when the failed call was granted (Redis clock; 0 = unknown). A call granted
         before the breaker opened is a straggler of the outage already known: it does not re-open a
         half-open breaker (only the probe's failure does)."""
-        return self._run(model, "fail", self.policy.open_s, f"breaker_open:{reason}", granted_at_ms)
+        return self._run(model, "fail", self.policy.open_s, f"{state.BREAKER_REASON}:{reason}", granted_at_ms)
 
     def mark_down(self, model: str, reason: str, open_s: float | None = None) -> None:
         """Mark unavailable now (404 retired model: the long cooldown)."""
@@ -59,7 +60,7 @@ class Availability:
 
     def state(self, model: str) -> dict[str, str]:
         raw = self._redis.hgetall(keys.model_state(model))
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return {_text(k): _text(v) for k, v in raw.items()}
 
     def _run(self, model: str, outcome: str, open_s: float, reason: str, granted_at_ms: int = 0) -> bool:
         p = self.policy
@@ -70,3 +71,7 @@ class Availability:
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise LimiterUnavailable(f"cannot reach Redis to record model availability: {exc}") from exc
         return bool(opened)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
