@@ -43,6 +43,10 @@ log = logging.getLogger("genpool.worker")
 Dequeued = tuple[Job, Queue]
 
 
+#: How often the scheduler duty runs: RQ stores a deferred job's due time in whole seconds, and a job
+#: the limiter deferred to the moment its model's window has room should not wait a heartbeat more.
+SCHEDULE_EVERY_S = 0.5
+
 class NoDeathPenalty(BaseDeathPenalty):
     """RQ's SIGALRM timeout works only in the main thread; the job's own code bounds its calls instead."""
 
@@ -68,6 +72,7 @@ class ThreadedWorker(SimpleWorker):
         self._inflight_lock = threading.Lock()
         self._job_done = threading.Event()
         self._last_tick = 0.0
+        self._last_schedule = 0.0
         self._safe_dequeue = SafeDequeue(self.connection)
         self._scheduler = SchedulerDuty(self.queues, self.connection, self.serializer, f"{self.name}-scheduler",
                                         lock_ttl_s=self.get_heartbeat_ttl(None))
@@ -92,7 +97,7 @@ class ThreadedWorker(SimpleWorker):
         self._executor.submit(self._perform, job, queue, execution)
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Dequeued | None:
-        while not self._slots.acquire(timeout=self.heartbeat_s):
+        while not self._slots.acquire(timeout=min(self.heartbeat_s, SCHEDULE_EVERY_S)):
             self._tick()
         try:
             result = self._dequeue(timeout, max_idle_time)
@@ -235,7 +240,8 @@ class ThreadedWorker(SimpleWorker):
             self.log.info("Worker %s: %s: %s", self.name, queue.name, job.id)
 
     def _pop(self, timeout: int | None, idle_left_s: float | None) -> Dequeued | None:
-        wait_s: float | None = None if timeout is None else self.dequeue_timeout
+        # Back to the loop at least every SCHEDULE_EVERY_S, so due deferred jobs move on time.
+        wait_s: float | None = None if timeout is None else min(self.dequeue_timeout, SCHEDULE_EVERY_S)
         if wait_s is not None and idle_left_s is not None:
             wait_s = max(0.05, min(wait_s, idle_left_s))
         hit = self._safe_dequeue.pop(self._ordered_queues, wait_s)
@@ -246,18 +252,25 @@ class ThreadedWorker(SimpleWorker):
             death_penalty_class=self.death_penalty_class)
 
     def _tick(self) -> None:
-        """Heartbeats for the worker and every in-flight job, maintenance, scheduling: every heartbeat_s."""
-        if time.monotonic() - self._last_tick < self.heartbeat_s:
+        """Heartbeats for the worker and every in-flight job and maintenance every heartbeat_s; the
+        scheduler duty every SCHEDULE_EVERY_S (a deferred job is due at its wait's end, not a heartbeat later)."""
+        at = time.monotonic()
+        beat = at - self._last_tick >= self.heartbeat_s
+        schedule = at - self._last_schedule >= SCHEDULE_EVERY_S
+        if not (beat or schedule):
             return
-        self._last_tick = time.monotonic()
         try:
-            self.heartbeat()
-            self._beat_inflight()
-            if self.should_run_maintenance_tasks:
-                self.run_maintenance_tasks()
+            if beat:
+                self._last_tick = at
+                self.heartbeat()
+                self._beat_inflight()
+                if self.should_run_maintenance_tasks:
+                    self.run_maintenance_tasks()
+            self._last_schedule = at
             self._scheduler.tick()
-            for hook in self.on_tick:
-                hook()
+            if beat:
+                for hook in self.on_tick:
+                    hook()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.error("heartbeat failed, Redis unreachable: %s", exc)
 
