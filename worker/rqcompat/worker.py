@@ -43,6 +43,8 @@ log = logging.getLogger("genpool.worker")
 Dequeued = tuple[Job, Queue]
 
 
+_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
 #: How often the scheduler duty runs: RQ stores a deferred job's due time in whole seconds, and a job
 #: the limiter deferred to the moment its model's window has room should not wait a heartbeat more.
 SCHEDULE_EVERY_S = 0.5
@@ -88,8 +90,41 @@ class ThreadedWorker(SimpleWorker):
         """Short: a job whose worker was killed is found abandoned within seconds, not minutes."""
         return int(self.heartbeat_s * 3) + 2
 
+    # RQ's work loop quits on any Redis error outside its own dequeue (its forked worker would be replaced
+    # by a supervisor). A genpool worker rides out an outage instead: the few calls that loop makes
+    # itself are guarded here, one line each, and the loop goes back to the dequeue, which retries.
+
+    def check_for_suspension(self, burst: bool) -> None:
+        try:
+            super().check_for_suspension(burst)
+        except _REDIS_DOWN as exc:
+            log.error("cannot reach Redis to check for `rq suspend` (%s); carrying on", exc)
+
+    def run_maintenance_tasks(self) -> None:
+        try:
+            super().run_maintenance_tasks()
+        except _REDIS_DOWN as exc:
+            log.error("cannot reach Redis for registry maintenance (%s); next time", exc)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None:  # part of someone's pipeline: its executor handles the error
+            super().heartbeat(timeout, pipeline)
+            return
+        try:
+            super().heartbeat(timeout)
+        except _REDIS_DOWN as exc:
+            log.error("heartbeat failed, Redis unreachable: %s", exc)
+
     def execute_job(self, job: Job, queue: Queue) -> None:
-        execution = self.prepare_execution(job)
+        try:
+            execution = self.prepare_execution(job)
+        except _REDIS_DOWN as exc:
+            # Nothing was written (one MULTI): the job id stays in its queue's intermediate list, where
+            # _recover_intermediate finds it once Redis is back; this slot is free again meanwhile.
+            log.error("job %s: cannot start it, Redis unreachable (%s); it is requeued when Redis is back",
+                      job.id, exc)
+            self._slots.release()
+            return
         with self._inflight_lock:
             self._inflight[job.id] = (job, execution)
         if self._executor is None:  # one pool per work() run: teardown shuts it down
