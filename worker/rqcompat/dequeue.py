@@ -19,9 +19,11 @@ from genpool.shared import luascript
 
 LUA = luascript.read("genpool.worker.rqcompat", "dequeue.lua")
 #: While idle: block on the first queue this long, then look at every queue again. A job pushed to
-#: another queue waits at most this long for an idle worker (a small batch into an idle pool: 0.2 s was
-#: a fifth of a second added to every job's start); the script costs Redis a few µs a call.
-POLL_S = 0.05
+#: another queue waits at most this long for an idle worker (0.2 s was a fifth of a second on the start
+#: of a small batch into an idle pool). The price is Redis work while idle: one cycle is the script (its
+#: three LMOVEs) and a BLMOVE, ~50 commands and ~1.8 ms of Redis CPU a second per idle worker at 0.1 s
+#: (bench_redis measures it), twice that at 0.05 s.
+POLL_S = 0.1
 
 
 class SafeDequeue:
