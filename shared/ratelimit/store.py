@@ -166,8 +166,8 @@ class RedisLimiter:
 
     def _adjust(self, model: str, start_ms: int, deltas: tuple[int, int, int], give_back: int,
                 operation: str) -> dict[str, float]:
-        limits_key, window_key, _, slots_key = self._model_keys(model)
-        command = (3, limits_key, window_key, slots_key, start_ms, *deltas, give_back, self._utc_offset_ms())
+        _, window_key, _, slots_key = self._model_keys(model)
+        command = (2, window_key, slots_key, start_ms, *deltas, give_back, self._utc_offset_ms())
         return _pairs(self._call(model, operation, self._scripts.settle, command))  # type: ignore[arg-type]
 
     def _model_keys(self, model: str) -> tuple[bytes, bytes, bytes, bytes]:

@@ -115,17 +115,17 @@ class Record:
             values[i] += costs[i]
             self.sums[i] += costs[i]
 
-    def adjust(self, spec: WindowSpec, slot: int, deltas: Costs, at_ms: int) -> None:
-        """Settle: a live slot by ``deltas`` (never below 0); a charge whose slot is gone but not yet out
-        of the window lands on the newest slot (counts longer: safe); anything else is out of every
-        future window already."""
+    def adjust(self, slot: int, deltas: Costs) -> None:
+        """Settle: a live slot by ``deltas`` (never below 0); a charge whose slot is missing inside the live
+        range lands on the newest slot (counts longer: safe); a slot older than the oldest live one is out
+        of every window a start to come can have (acquire dropped it for good)."""
         if slot in self.slots:
             values = self.slots[slot]
             for i in range(3):
                 new = max(0, values[i] + deltas[i])
                 self.sums[i] += new - values[i]
                 values[i] = new
-        elif self.slots and spec.free_at_ms(slot) > at_ms and any(d > 0 for d in deltas):
+        elif self.slots and next(iter(self.slots)) <= slot and any(d > 0 for d in deltas):
             self.add(next(reversed(self.slots)), [max(0, d) for d in deltas])
 
 
@@ -185,10 +185,8 @@ class ReferenceWindow:
         return Outcome(True, wait_ms, 0, found.reason)
 
     def settle(self, start_ms: int, deltas: Costs) -> None:
-        now_ms = self.clock()
-        at_ms = max(now_ms, self.record.last_ms)
-        self.record.expire(self.spec, at_ms)
-        self.record.adjust(self.spec, self.spec.slot_of(start_ms), deltas, at_ms)
+        """Like settle.lua: no clock, no expiry (the next acquire drops what no start can count)."""
+        self.record.adjust(self.spec.slot_of(start_ms), deltas)
 
     def penalize(self) -> None:
         """A 429 (scope: every dimension): the window counts as full from the latest start on."""

@@ -162,7 +162,7 @@ class TestSettle:
         limiter = _limiter(client)
         granted = limiter.acquire(MODEL, tokens=300, images=1)
         used = limiter.release(MODEL, granted.start_at_ms, requests=1, tokens=300, images=1)
-        assert used == {"rpm": 0, "tpm": 0, "ipm": 0, "ahead_ms": 0}
+        assert used == {"rpm": 0, "tpm": 0, "ipm": 0}
         assert limiter.levels(MODEL)["rpd"] == 100
 
     def test_a_settle_for_a_start_that_left_the_window_changes_nothing(self, client: redis.Redis) -> None:

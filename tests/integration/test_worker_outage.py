@@ -9,7 +9,7 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from devstack import services
+from genpool.devstack import services
 from tests.integration import rq_jobs
 from tests.integration.test_rq_semantics import ThreadSafeWorker
 

@@ -98,12 +98,13 @@ end
 local function read_window(wkey, skey, model, readonly)
   local f = parse_header(redis.call('GET', wkey))
   local w = {lo = nil, hi = nil, last = 0, sums = {0, 0, 0}, day = nil, count = 0, h = {0, 0, 0},
-             dead = {}, clear = false, stale = false}
+             dead = {}, clear = false, stale = false, slot = model and model.slot}
   if f then
     w.lo, w.hi, w.last, w.day, w.count = opt(f[2]), opt(f[3]), f[4], opt(f[8]), f[9]
     w.sums, w.h = {f[5], f[6], f[7]}, {f[10], f[11], f[12]}
+    w.slot = w.slot or f[1]
   end
-  if w.lo and f[1] ~= model.slot then
+  if model and w.lo and f[1] ~= model.slot then
     if readonly then
       w.stale = true
     else
@@ -206,8 +207,8 @@ local function n(x)
   return x
 end
 
-local function save_header(wkey, w, model)
-  redis.call('SET', wkey, string.format('%d %d %d %d %d %d %d %d %d %d %d %d', model.slot, n(w.lo), n(w.hi),
+local function save_header(wkey, w)
+  redis.call('SET', wkey, string.format('%d %d %d %d %d %d %d %d %d %d %d %d', w.slot, n(w.lo), n(w.hi),
              w.last, w.sums[1], w.sums[2], w.sums[3], n(w.day), w.count, w.h[1], w.h[2], w.h[3]))
 end
 

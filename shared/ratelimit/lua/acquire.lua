@@ -42,7 +42,7 @@ if not fits or wait_ms > max_wait_ms then
   rollback(w, mark)
   if w.clear or #w.dead > 0 then
     flush(w, KEYS[4])
-    save_header(KEYS[2], w, model)
+    save_header(KEYS[2], w)
   end
   return reply('wait', 0, wait_ms, now, 0, reason)
 end
@@ -53,7 +53,7 @@ w.last = start
 if counts_today then
   w.day, w.count = day_index(now, offset_ms), count + costs[1]
 end
-save_header(KEYS[2], w, model)
+save_header(KEYS[2], w)
 local probe = 0
 if half_open then
   redis.call('HSET', KEYS[3], 'probe_until_ms', start + tonumber(ARGV[6]))

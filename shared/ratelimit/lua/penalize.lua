@@ -31,6 +31,6 @@ if scope ~= 'day' and model ~= nil then
     add(w, model, KEYS[4], slot_of(model, at), fill, now)
     w.last = at
   end
-  save_header(KEYS[2], w, model)
+  save_header(KEYS[2], w)
 end
 return until_ms

@@ -1,27 +1,26 @@
 -- settle / release: correct what a grant counted in its start slot once the real use is known.
 -- A refund (delta < 0) lowers the slot (never below 0); a charge (delta > 0) raises it, or, when its
--- slot is gone but could still count, the newest slot (it then counts longer: safe). Day-counter
--- requests are given back if the day has not turned.
--- KEYS: limits, window, slots.  ARGV: start_ms, requests, tokens, images deltas, rpd give-back,
--- utc_offset_ms.  Reply: flat {dim, used, ..., 'ahead_ms', ms} after the change.
-local model = read_model(KEYS[1])
-if model == nil then return {} end
-local now = now_ms()
-local w = read_window(KEYS[2], KEYS[3], model, false)
-local at = max(now, w.last)
-expire(w, model, KEYS[3], at)
-flush(w, KEYS[3])
-
-local k = slot_of(model, tonumber(ARGV[1]))
+-- slot is gone from a live record (a slot-size change folded it into the newest), the newest slot (it
+-- then counts longer: safe). A start older than the oldest live slot no longer counts for any start to
+-- come (acquire dropped it for good), so its correction changes nothing. Day-counter requests are
+-- given back if the day has not turned.
+-- Runs once per answered call: no clock and no limits needed (the header knows its slot size), so it
+-- is a GET and a SET of the header, plus one slot field when the start is not in the newest slot.
+-- KEYS: window, slots.  ARGV: start_ms, requests, tokens, images deltas, rpd give-back, utc_offset_ms.
+-- Reply: flat {'rpm', n, 'tpm', n, 'ipm', n}: what the live record counts after the change.
+local w = read_window(KEYS[1], KEYS[2], nil, false)
+if not w.lo then return {'rpm', 0, 'tpm', 0, 'ipm', 0} end
+local k = floor(tonumber(ARGV[1]) / w.slot)
 local d = {tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])}
-local live = w.lo and k >= w.lo and adjust_slot(w, KEYS[3], k, d)
-if not live and w.lo and free_at(model, k) > at and (d[1] > 0 or d[2] > 0 or d[3] > 0) then
-  add(w, model, KEYS[3], w.hi, {max(0, d[1]), max(0, d[2]), max(0, d[3])}, now)
+if k >= w.lo and k <= w.hi and not adjust_slot(w, KEYS[2], k, d) and (d[1] > 0 or d[2] > 0 or d[3] > 0) then
+  for i = 1, 3 do
+    local c = max(0, d[i])
+    w.h[i], w.sums[i] = w.h[i] + c, w.sums[i] + c
+  end
 end
-
-local offset_ms = tonumber(ARGV[6])
 local give_back = tonumber(ARGV[5])
-local count = day_count(w, now, offset_ms)
-if give_back > 0 and count > 0 then w.count = max(0, count - give_back) end
-save_header(KEYS[2], w, model)
-return usage(model, w, now)
+if give_back > 0 and w.count > 0 and w.day == day_index(now_ms(), tonumber(ARGV[6])) then
+  w.count = max(0, w.count - give_back)
+end
+save_header(KEYS[1], w)
+return {'rpm', w.sums[1], 'tpm', w.sums[2], 'ipm', w.sums[3]}
