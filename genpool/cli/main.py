@@ -117,7 +117,9 @@ def cmd_result(args: argparse.Namespace) -> int:
 DELEGATED = {"worker": ("genpool.worker.main", "run workers"), "sim": ("genpool.sim.cli", "run the Gemini simulator"),
              "stats": ("genpool.ops.stats", "per-model metrics"), "health": ("genpool.ops.health", "health check"),
              "metrics": ("genpool.ops.prometheus", "Prometheus endpoint"),
-             "report": ("genpool.ops.report", "HTML report: requests/min vs quota, fallbacks, cost")}
+             "report": ("genpool.ops.report", "HTML report: requests/min vs quota, fallbacks, cost"),
+             "api": ("genpool.gateway.serve", "the HTTP and WebSocket gateway (docs/gateway.md)"),
+             "tokens": ("genpool.gateway.tokens_cli", "the gateway's bearer tokens: create, list, revoke")}
 
 
 def _delegate(module: str, rest: Sequence[str]) -> int:
