@@ -19,6 +19,7 @@ from genpool.gateway import chat_ws, conversations, jobs, system
 from genpool.gateway.context import Gateway
 from genpool.gateway.errors import ApiError, InvalidRequest, TooLarge, from_genpool
 from genpool.gateway.settings import ApiSettings
+from genpool.shared.contract import JOB_KINDS
 from genpool.shared.errors import GenpoolError
 from genpool.shared.settings import Settings
 
@@ -91,11 +92,25 @@ def describe(errors: Any, body: Any) -> str:
             continue
         if err.get("type") == "json_invalid":
             return "the body is not valid JSON"
-        where = ".".join(p for p in loc if "[" not in p and p != "body") or "body"
-        kept.append(f"{where}: {str(err.get('msg', 'invalid')).removeprefix('Value error, ')}")
+        kept.append(f"{_where(loc)}: {str(err.get('msg', 'invalid')).removeprefix('Value error, ')}")
     if not kept:
         return "body: send a JSON object (one request) or a list of them"
     return "; ".join(dict.fromkeys(kept))
+
+
+def _where(loc: list[str]) -> str:
+    """``body / list[...] / 1 / text / prompt`` -> ``1.prompt``: no union names, no discriminator tag."""
+    out: list[str] = []
+    in_union = False
+    for part in loc[1:] if loc[:1] == ["body"] else loc:
+        if "[" in part:
+            in_union = True
+        elif in_union and part in JOB_KINDS:
+            in_union = False
+        else:
+            in_union = in_union and part.isdigit()
+            out.append(part)
+    return ".".join(out) or "body"
 
 
 class BodyLimit:
@@ -119,8 +134,8 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise self._too_large()
+            if seen > self.max_bytes:  # an HTTPException: FastAPI passes it through its body parsing
+                raise HTTPException(413, self._too_large().message)
             return message
 
         await self.app(scope, counted, send)

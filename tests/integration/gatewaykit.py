@@ -48,6 +48,10 @@ class ServerThread:
             time.sleep(0.02)
         return self
 
+    @staticmethod
+    def default_api() -> ApiSettings:
+        return ApiSettings()
+
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)
