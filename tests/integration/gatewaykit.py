@@ -117,26 +117,18 @@ def sse(http: httpx2.Client, path: str, headers: dict[str, str] | None = None) -
             event[name] = value
 
 
-def receive_until(ws: ClientConnection, last: str, timeout_s: float = TIMEOUT_S) -> list[dict[str, Any]]:
-    """WebSocket messages until one of type ``last`` (or typing off after it), in order."""
+def turn(ws: ClientConnection, text: str, timeout_s: float = TIMEOUT_S, **fields: Any) -> list[dict[str, Any]]:
+    """Send one message; what comes back until its typing off (or an error refusing it), in order."""
+    ws.send(json.dumps({"type": "message", "message": text, **fields}))
     out: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout_s
     while True:
         message = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
         out.append(message)
-        if message["type"] == last:
+        typing_off = message["type"] == "typing" and message["on"] is False
+        refused = message["type"] == "error" and "job_id" not in message
+        if typing_off or refused:
             return out
-
-
-def turn(ws: ClientConnection, text: str, **fields: Any) -> list[dict[str, Any]]:
-    """Send one message; everything until its typing off."""
-    ws.send(json.dumps({"type": "message", "message": text, **fields}))
-    out = receive_until(ws, "typing")  # typing on (or an error first)
-    while not (out[-1]["type"] == "typing" and out[-1]["on"] is False):
-        if out[-1]["type"] == "error" and "job_id" not in out[-1]:
-            return out
-        out += receive_until(ws, "typing")
-    return out
 
 
 def make_token(redis_url: str, name: str, rpm: int = 10_000, usd_per_day: float = 100.0) -> str:
