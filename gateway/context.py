@@ -3,7 +3,7 @@ route needs of them: who is calling, whose a job is, a job's record, and a job's
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,7 +85,7 @@ class Gateway:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("send 'Authorization: Bearer <token>' (make one with: genpool tokens create NAME)")
-        info = await self.redis_call(tokens.lookup(self.redis, token.strip()))
+        info: tokens.TokenInfo | None = await self.redis_call(tokens.lookup(self.redis, token.strip()))
         if info is None:
             raise Unauthorized("unknown or revoked token")
         return info
@@ -131,7 +131,8 @@ class Gateway:
 
         return await run_in_threadpool(status)
 
-    async def follow(self, job_id: str, after: str = "0-0", idle_s: float = IDLE_S) -> AsyncIterator[JobEvent | None]:
+    async def follow(self, job_id: str, after: str = "0-0",
+                     idle_s: float = IDLE_S) -> AsyncGenerator[JobEvent | None, None]:
         """The job's events from ``after`` until its terminal one; None after each ``idle_s`` of silence
         (a heartbeat for SSE). A job whose stream is gone ends with an event rebuilt from its record."""
         if not await self.redis_call(self.redis.exists(keys.job_events(job_id))):

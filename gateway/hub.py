@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import TypeAlias, cast
 
 import redis.asyncio as aredis
 
@@ -21,6 +22,8 @@ from genpool.shared import keys
 from genpool.shared.events import JobEvent, parse_entry
 
 log = logging.getLogger("genpool.gateway.hub")
+Entry: TypeAlias = tuple[bytes, dict[bytes, bytes]]  # one stream entry as redis-py returns it
+Entries: TypeAlias = tuple[bytes, list[Entry]]  # one stream's entries in an XREAD reply
 BLOCK_MS = 2_000
 COUNT = 512  # entries per stream per read
 RETRY_S = 0.5  # pause after a failed read (Redis restarting)
@@ -154,10 +157,11 @@ class StreamHub:
         positions = {key: format_id(min(s.cursor for s in subs)) for key, subs in self._subs.items()}
         self._blocked = True
         try:
-            reply = await self._reader.xread(positions, count=COUNT, block=self._block_ms)  # type: ignore[arg-type]
+            reply = cast(list[Entries], await self._reader.xread(positions, count=COUNT,  # type: ignore[arg-type]
+                                                                 block=self._block_ms) or [])
         finally:
             self._blocked = False
-        for key, entries in reply or []:
+        for key, entries in reply:
             name = key.decode() if isinstance(key, bytes) else key
             for entry_id, fields in entries:
                 event = parse_entry(entry_id, fields)
@@ -170,7 +174,8 @@ class StreamHub:
         while self._joining:
             sub = self._joining.pop(0)
             start = "(" + format_id(sub.cursor)
-            for entry_id, fields in await self._reader.xrange(sub.key, min=start, max="+"):
+            backlog = cast(list[Entry], await self._reader.xrange(sub.key, min=start, max="+"))
+            for entry_id, fields in backlog:
                 sub.deliver(parse_entry(entry_id, fields))
             if not sub.closed:  # it may have been closed while its backlog was read
                 self._subs.setdefault(sub.key, set()).add(sub)

@@ -58,9 +58,9 @@ async def submit(
                              "(its turns are kept in order there)")
     await gw.limits.admit(caller, cost=len(requests), spends=True)
     keys: list[str | None] = [None] * len(requests)
-    if idempotency_key is not None:
-        suffix = (lambda i: f"#{i}") if isinstance(body, list) else (lambda i: "")
-        keys = [f"{caller.name}:{idempotency_key}{suffix(i)}" for i in range(len(requests))]
+    if idempotency_key is not None:  # per token; one key for a list names each of its jobs by position
+        keys = [f"{caller.name}:{idempotency_key}" + (f"#{i}" if isinstance(body, list) else "")
+                for i in range(len(requests))]
     handles = await gw.submit(requests, caller.name, priority, keys)
     jobs = [Submitted(id=h.id, existing=h.existing, location=f"/v1/jobs/{h.id}") for h in handles]
     if isinstance(body, list):

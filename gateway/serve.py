@@ -47,9 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = {"host": args.host, "port": args.port, "log_level": args.log_level, "ws_ping_interval": 20.0,
                "ws_max_size": 4 * api.max_message_bytes, "timeout_graceful_shutdown": 5, "lifespan": "on"}
     if args.workers > 1:  # each process builds its own app from the environment
-        uvicorn.run("genpool.gateway.app:create_app", factory=True, workers=args.workers, **options)  # type: ignore[arg-type]
+        uvicorn.run("genpool.gateway.app:create_app", factory=True, workers=args.workers, **options)
     else:
-        uvicorn.run(create_app(settings, api), **options)  # type: ignore[arg-type]
+        uvicorn.run(create_app(settings, api), **options)
     return 0
 
 

@@ -293,7 +293,8 @@ class Runner:
         chat = request if isinstance(request, ChatRequest) else None
         conv = chat.conversation_id if chat is not None else None
         record = trace.success(model, gen, cost, ref, self.ports.wall(), conv)
-        new_turns, state = None, None
+        new_turns: list[Turn] | None = None
+        state: bytes | None = None
         if chat is not None and conv:
             new_turns = [(m.role, m.text) for m in chat.messages or []]
             new_turns += [("user", chat.message or ""), ("model", gen.text)]
