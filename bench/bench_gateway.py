@@ -224,8 +224,11 @@ def bench(workdir: Path) -> dict[str, Any]:
             workerkit.wait_for_workers(st.connection(), 1, workers.procs)
             token = TokenStore(st.connection()).create("bench", rpm=10_000_000, usd_per_day=1e9)
             gateway = GatewayProcess(st)
-            return {"overhead": overhead(st, gateway, token), "first_chunk": first_chunk(st, gateway, token),
-                    "sockets": sockets(st, gateway, token)}
+            figures: dict[str, Any] = {}
+            for name, part in (("overhead", overhead), ("first_chunk", first_chunk), ("sockets", sockets)):
+                figures[name] = part(st, gateway, token)
+                print(name, json.dumps(figures[name]), file=sys.stderr, flush=True)
+            return figures
         finally:
             if gateway is not None:
                 gateway.stop()

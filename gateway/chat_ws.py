@@ -80,7 +80,13 @@ class ChatSession:
         answering = asyncio.create_task(self._answer_in_order())
         try:
             while True:
-                await self._receive(await self.ws.receive_text())
+                frame = await self.ws.receive()
+                if frame["type"] == "websocket.disconnect":
+                    break
+                if frame.get("text") is None:
+                    await self.error(InvalidRequest("send text frames holding JSON, not binary ones"))
+                    continue
+                await self._receive(frame["text"])
         except WebSocketDisconnect:
             pass
         finally:

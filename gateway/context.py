@@ -19,7 +19,7 @@ from genpool.gateway.turns import Turns
 from genpool.producer.client import GenPool, JobHandle
 from genpool.shared import keys
 from genpool.shared.errors import ServiceUnavailable
-from genpool.shared.events import JobEvent, parse_entry
+from genpool.shared.events import JobEvent
 from genpool.shared.jobs import Request, ResultRecord
 from genpool.shared.settings import Settings
 from genpool.shared.storage import S3Store
@@ -27,10 +27,17 @@ from genpool.shared.storage import S3Store
 IDLE_S = 15.0  # a follower with no event this long checks the record (the stream may have expired)
 
 
-def async_redis(settings: Settings, single: bool = False, pool_size: int = 256) -> aredis.Redis:
-    return aredis.Redis.from_url(settings.redis_url, socket_timeout=max(settings.redis_timeout_s, 5.0),
-                                 socket_connect_timeout=settings.redis_timeout_s, health_check_interval=30,
-                                 single_connection_client=single, max_connections=pool_size)
+def async_redis(settings: Settings, single: bool = False, pool_size: int = 64) -> aredis.Redis:
+    """A client whose commands wait for a free connection (up to the Redis timeout) when all ``pool_size``
+    are busy, instead of failing: a burst of a thousand sockets shares a few dozen connections."""
+    timeout_s = max(settings.redis_timeout_s, 5.0)
+    if single:
+        return aredis.Redis.from_url(settings.redis_url, socket_timeout=timeout_s, health_check_interval=30,
+                                     socket_connect_timeout=settings.redis_timeout_s, single_connection_client=True)
+    pool = aredis.BlockingConnectionPool.from_url(settings.redis_url, max_connections=pool_size, timeout=timeout_s,
+                                                  socket_timeout=timeout_s, health_check_interval=30,
+                                                  socket_connect_timeout=settings.redis_timeout_s)
+    return aredis.Redis.from_pool(pool)  # owns the pool: aclose() disconnects it
 
 
 def internal_conversation(account: str, conversation_id: str) -> str:
@@ -104,7 +111,12 @@ class Gateway:
             return self.pool.submit_many(requests, priority=priority, idempotency_keys=idempotency_keys,
                                          events=True, account=account)
 
-        return await run_in_threadpool(submit)
+        handles = await run_in_threadpool(submit)
+        pipe = self.redis.pipeline(transaction=False)
+        for handle in handles:  # before the client knows the ids: nobody can ask for them sooner
+            pipe.set(keys.api_job_owner(handle.id), account, ex=self.settings.result_ttl_s)
+        await self.redis_call(pipe.execute())
+        return handles
 
     async def record(self, job_id: str) -> ResultRecord | None:
         raw = await self.redis_call(self.redis.get(keys.result(job_id)))
@@ -113,17 +125,14 @@ class Gateway:
     async def owned_record(self, job_id: str, account: str) -> ResultRecord | None:
         """The job's record if it has one; NotFound unless the job is the caller's."""
         record = await self.record(job_id)
-        owner = record.account if record is not None else await self._queued_by(job_id)
+        if record is not None:
+            owner = record.account
+        else:
+            raw = await self.redis_call(self.redis.get(keys.api_job_owner(job_id)))
+            owner = raw.decode() if raw else None
         if owner != account:
             raise NotFound(f"no job {job_id} for this token")
         return record
-
-    async def _queued_by(self, job_id: str) -> str | None:
-        first = await self.redis_call(self.redis.xrange(keys.job_events(job_id), count=1))
-        if not first:
-            return None
-        event = parse_entry(*first[0])
-        return event.data.get("account") if event.type == "queued" else None
 
     async def status(self, job_id: str) -> str:
         def status() -> str:

@@ -113,6 +113,11 @@ def api_token_names() -> str:
     return f"{PREFIX}:api:token-names"
 
 
+def api_job_owner(job_id: str) -> str:
+    """String: the account (token name) that submitted a job through the gateway; only it may read it."""
+    return f"{PREFIX}:api:owner:{job_id}"
+
+
 def api_rate(account: str) -> str:
     """String: an account's request-rate state (GCRA theoretical arrival time, ms)."""
     return f"{PREFIX}:api:rate:{account}"

@@ -133,8 +133,9 @@ def test_a_socket_without_a_valid_token_gets_an_error_and_is_closed(api: Api, he
     ('{"type": "message", "message": "hi", "colour": "red"}', "invalid_request", "colour: Extra inputs"),
     ('{"type": "message", "message": "' + "x" * 70_000 + '"}', "invalid_request", "larger than 65536 bytes"),
     ('{"type": "message", "message": "hi", "model": "gemini-0-imaginary"}', "invalid_request", "not in the catalog"),
+    (b'{"type": "message", "message": "binary"}', "invalid_request", "send text frames"),
 ])
-def test_a_bad_message_is_one_error_and_the_socket_stays_usable(api: Api, stack: Stack, raw: str, code: str,
+def test_a_bad_message_is_one_error_and_the_socket_stays_usable(api: Api, stack: Stack, raw: str | bytes, code: str,
                                                                 words: str) -> None:
     with api.socket("ws-5") as ws:
         ws.send(raw)
