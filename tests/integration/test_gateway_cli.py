@@ -1,5 +1,6 @@
 """The commands: ``genpool tokens create|list|revoke`` and ``genpool api --port`` as a real process (the
-Procfile's ``api`` line), answering a job end to end over HTTP and a chat over WebSocket."""
+Procfile's ``api`` line, without the Gemini key), answering a job end to end over HTTP and a chat over
+WebSocket."""
 
 from __future__ import annotations
 
@@ -52,8 +53,9 @@ def test_genpool_api_serves_jobs_and_chat_as_its_own_process(stack: Stack) -> No
     port = free_port()
     exe = shutil.which("genpool", path=os.path.dirname(sys.executable)) or "genpool"
     log = open(stack.workdir / "api.log", "wb")  # noqa: SIM115 - handed to the child
+    env = {k: v for k, v in {**os.environ, **stack.env}.items() if k != "GEMINI_API_KEY"}  # workers only
     proc = subprocess.Popen([exe, "api", "--port", str(port), "--log-level", "warning"], cwd=stack.workdir,
-                            env={**os.environ, **stack.env}, stdout=log, stderr=subprocess.STDOUT)
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
