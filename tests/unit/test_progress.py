@@ -7,10 +7,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 import redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
+from genpool.producer.client import GenPool
 from genpool.shared import errors as e
+from genpool.shared import keys
+from genpool.shared.errors import ValidationError
+from genpool.shared.events import parse_entry
 from genpool.shared.jobs import Envelope, new_job_id, parse_request
+from genpool.shared.settings import Settings
 from genpool.worker.answers import Generation
 from genpool.worker.gemini import Call
 from genpool.worker.ports import Ports
@@ -140,3 +148,27 @@ def test_an_unreachable_event_stream_does_not_fail_the_job() -> None:
     progress.emit("started", rerun=False)
     progress.chunk("m1", "text")
     progress.attempt("m1", 1, "ok", 0.1)  # nothing raised
+
+
+# --- the producer's side: 'queued' with the job, and a payload unchanged for jobs without events ---------
+
+
+def test_a_job_with_events_is_queued_with_its_first_event_and_account(fake_redis: redis.Redis) -> None:
+    pool = GenPool(fake_redis, Settings.from_env({}, dotenv_path=None))
+    streamed = pool.submit({"kind": "text", "prompt": "hi", "stream": True}, account="acme", priority="high")
+    (entry,) = fake_redis.xrange(keys.job_events(streamed.id))
+    assert parse_entry(*entry).type == "queued"
+    assert parse_entry(*entry).data == {"kind": "text", "priority": "high", "account": "acme"}
+    payload = Job.fetch(streamed.id, connection=fake_redis, serializer=JSONSerializer).args[0]
+    assert (payload["events"], payload["account"], payload["request"]["stream"]) == (True, "acme", True)
+    plain = pool.submit({"kind": "text", "prompt": "hi"})
+    assert not fake_redis.exists(keys.job_events(plain.id))
+    payload = Job.fetch(plain.id, connection=fake_redis, serializer=JSONSerializer).args[0]
+    assert not {"events", "account"} & set(payload) and "stream" not in payload["request"]  # as before
+
+
+def test_a_bad_account_is_refused_before_anything_is_enqueued(fake_redis: redis.Redis) -> None:
+    pool = GenPool(fake_redis, Settings.from_env({}, dotenv_path=None))
+    with pytest.raises(ValidationError, match="account:"):
+        pool.submit({"kind": "text", "prompt": "hi"}, account="Not An Account")
+    assert fake_redis.dbsize() == 0
