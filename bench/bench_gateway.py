@@ -268,10 +268,11 @@ def markdown(f: dict[str, Any]) -> str:
         f"| ... send to whole answer p50 / p95 | {s['chat_answer']['p50_ms']} / {s['chat_answer']['p95_ms']} ms |",
         f"| gateway CPU during the load | {s['gateway_cpu_pct']} % of one core |",
     ]
-    note = ("Gap explained: the gateway's added time is the HTTP request and the token check and rate script "
-            "(two Redis round trips) before the enqueue, and the hub relaying the stream to SSE/WebSocket after it. "
-            "Everything ran on one 2-core machine (client, gateway, worker, simulator, Redis, moto), so the "
-            "figures include that contention.")
+    note = ("Where the gateway's time goes: a job over HTTP is three requests (submit, its SSE events, the "
+            "record), each with the token lookup and the rate script (two Redis round trips), plus the "
+            "producer's enqueue on a thread and the hub's relay of the stream. The first chunk adds the queue "
+            "hop (dequeue, limiter) and the relay. Everything ran on one 2-core machine (clients, gateway, "
+            "worker, simulator, Redis, moto), so the figures include that contention.")
     return "\n".join(rows) + "\n\n" + note + "\n"
 
 
