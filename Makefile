@@ -15,13 +15,20 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml setup.py
 
 venv: $(STAMP)
 
-# redis-server comes from Debian's package; install it when missing and we are root.
+# redis-server comes from Debian's package; install it when missing and we are root. Chromium and its
+# driver (the gateway's browser test) likewise; without them, and not root, that one test is skipped.
 deps: venv
 	@command -v redis-server >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null); \
 	  else \
 	    echo "redis-server is missing: run 'sudo apt-get install -y redis-server' and try again" >&2; exit 1; \
+	  fi; }
+	@{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null); \
+	  else \
+	    echo "chromium / chromedriver missing (sudo apt-get install -y chromium chromium-driver): the browser test is skipped" >&2; \
 	  fi; }
 
 run: deps

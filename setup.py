@@ -2,9 +2,9 @@
 
 The repository keeps its top-level folders (shared/, producer/, worker/, ops/, sim/, devstack/); the
 mapping below installs them as genpool.shared, genpool.producer, ... (``package_dir``). A wheel holds the
-library only: genpool, its shared contract, the producer client, the worker, the operator tools and the
-CLI. The Gemini simulator and the local dev stack are development tools: an editable install of a
-checkout (``pip install -e .``, what ``make test`` does) maps them too, as genpool.sim and
+library only: genpool, its shared contract, the producer client, the worker, the operator tools, the HTTP
+gateway and the CLI. The Gemini simulator and the local dev stack are development tools: an editable
+install of a checkout (``pip install -e .``, what ``make test`` does) maps them too, as genpool.sim and
 genpool.devstack, through setuptools' editable finder; a built wheel never contains them. Everything
 else (metadata, dependencies, extras, scripts) is in pyproject.toml.
 """
@@ -13,7 +13,7 @@ import sys
 
 from setuptools import find_packages, setup
 
-LIBRARY = ("shared", "producer", "worker", "ops")
+LIBRARY = ("shared", "producer", "worker", "ops", "gateway")
 DEV_ONLY = ("sim", "devstack")
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ class Service:
     proc: subprocess.Popen[bytes]
     workdir: Path
     argv: list[str] = field(default_factory=list)
+    ready: Callable[[str, float], None] | None = None  # after the port opens: wait until it serves (url, timeout)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         if self.proc.poll() is not None:
@@ -48,6 +50,8 @@ class Service:
         self.stop()
         self.proc = _spawn(self.argv, self.workdir, self.name)
         wait_for_port(self.port, timeout_s, self.proc, self.name)
+        if self.ready is not None:
+            self.ready(self.url, timeout_s)
 
 
 def free_port() -> int:
@@ -99,7 +103,29 @@ def start_redis(port: int | None = None, workdir: Path | None = None, appendonly
     ]
     proc = _spawn(argv, path, "redis")
     wait_for_port(port, 10, proc, "redis-server")
-    return Service("redis", f"redis://127.0.0.1:{port}/0", port, proc, path, argv)
+    url = f"redis://127.0.0.1:{port}/0"
+    wait_for_redis_loaded(url, 10)
+    return Service("redis", url, port, proc, path, argv, ready=wait_for_redis_loaded)
+
+
+def wait_for_redis_loaded(url: str, timeout_s: float) -> None:
+    """Redis listens before it has loaded its AOF and answers BusyLoadingError until then (a restart with
+    a long AOF): return once it serves commands."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.BusyLoadingError:
+                if time.monotonic() > deadline:
+                    raise ServiceError(f"redis-server still loading its data after {timeout_s} s") from None
+                time.sleep(0.05)
+    finally:
+        client.close()
 
 
 def start_s3(port: int | None = None, workdir: Path | None = None) -> Service:

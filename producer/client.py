@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -18,7 +19,8 @@ from rq.serializers import JSONSerializer
 from genpool.shared import contract, keys
 from genpool.shared.catalog import Catalog, load_catalog
 from genpool.shared.errors import ServiceUnavailable, ValidationError
-from genpool.shared.jobs import Envelope, Request, ResultRecord, new_job_id, parse_request
+from genpool.shared.events import publish as publish_event
+from genpool.shared.jobs import ACCOUNT_PATTERN, Envelope, Request, ResultRecord, new_job_id, parse_request
 from genpool.shared.redisconn import connect
 from genpool.shared.settings import Settings
 
@@ -123,17 +125,25 @@ class GenPool:
                                   f"({largest} tokens)")
 
     def submit(self, request: Request | Mapping[str, Any], *, priority: str = "default",
-               idempotency_key: str | None = None, deadline_s: float | None = None) -> JobHandle:
+               idempotency_key: str | None = None, deadline_s: float | None = None, events: bool = False,
+               account: str | None = None) -> JobHandle:
         return self.submit_many([request], priority=priority, deadline_s=deadline_s,
-                                idempotency_keys=[idempotency_key])[0]
+                                idempotency_keys=[idempotency_key], events=events, account=account)[0]
 
     def submit_many(self, requests: Sequence[Request | Mapping[str, Any]], *, priority: str = "default",
                     idempotency_keys: Sequence[str | None] | None = None,
-                    deadline_s: float | None = None) -> list[JobHandle]:
-        """Validate every request first (all or nothing), then enqueue in one pipelined round trip."""
+                    deadline_s: float | None = None, events: bool = False,
+                    account: str | None = None) -> list[JobHandle]:
+        """Validate every request first (all or nothing), then enqueue in one pipelined round trip.
+
+        ``events``: the job publishes its progress to a Redis stream (genpool.shared.events), which the
+        gateway relays; a request with ``stream: true`` always does. ``account``: who submits (a gateway
+        token's name); the day's spend of its finished jobs is counted under it."""
         queue = self._queue(priority)
         if deadline_s is not None and not 0 < deadline_s <= MAX_DEADLINE_S:
             raise ValidationError(f"deadline_s: must be above 0 and at most {MAX_DEADLINE_S} s (got {deadline_s})")
+        if account is not None and not re.match(ACCOUNT_PATTERN, account):
+            raise ValidationError(f"account: {account!r} must match {ACCOUNT_PATTERN}")
         parsed = [self.validate(r) for r in requests]
         idem = list(idempotency_keys or [None] * len(parsed))
         if len(idem) != len(parsed):
@@ -141,9 +151,9 @@ class GenPool:
         ids = [new_job_id() for _ in parsed]
         claimed = self._claim_idempotency(ids, idem)
         fresh = [i for i, owner in enumerate(claimed) if owner == ids[i]]
-        envelopes = [self._envelope(ids[i], parsed[i], deadline_s) for i in fresh]
+        envelopes = [self._envelope(ids[i], parsed[i], deadline_s, events, account) for i in fresh]
         try:
-            self._enqueue(queue, envelopes)
+            self._enqueue(queue, envelopes, priority)
         except ServiceUnavailable:
             self._release_claims([idem[i] for i in fresh if idem[i]])
             raise
@@ -179,9 +189,11 @@ class GenPool:
         except KeyError:
             raise ValidationError(f"priority: {priority!r} is not one of {', '.join(keys.PRIORITIES)}") from None
 
-    def _envelope(self, job_id: str, request: Request, deadline_s: float | None) -> Envelope:
+    def _envelope(self, job_id: str, request: Request, deadline_s: float | None, events: bool,
+                  account: str | None) -> Envelope:
         deadline = self.settings.job_deadline_s if deadline_s is None else deadline_s
-        return Envelope(job_id=job_id, request=request, deadline_s=deadline)
+        events = events or bool(getattr(request, "stream", False))
+        return Envelope(job_id=job_id, request=request, deadline_s=deadline, events=events, account=account)
 
     def _claim_idempotency(self, ids: list[str], idem: list[str | None]) -> list[str]:
         """For each request, the job id that owns it: a fresh id, or the earlier job's for a reused key."""
@@ -235,13 +247,13 @@ class GenPool:
             with contextlib.suppress(redis.RedisError):  # Redis is down: the claims expire with their TTL
                 self._redis.delete(*names)
 
-    def _enqueue(self, queue: Queue, envelopes: list[Envelope]) -> None:
+    def _enqueue(self, queue: Queue, envelopes: list[Envelope], priority: str) -> None:
         if not envelopes:
             return
         timeout = int(max(e.deadline_s for e in envelopes)) + 120
         datas = [
             Queue.prepare_data(
-                contract.TASK, args=[e.model_dump(mode="json")], job_id=e.job_id, timeout=timeout,
+                contract.TASK, args=[e.wire()], job_id=e.job_id, timeout=timeout,
                 result_ttl=self.settings.result_ttl_s, failure_ttl=self.settings.result_ttl_s,
                 description=f"genpool {e.request.kind} {e.job_id}", retry=Retry(max=contract.ABANDONED_RETRIES),
             )
@@ -250,6 +262,10 @@ class GenPool:
         def enqueue() -> None:
             # rq sends a few commands outside the pipeline too (e.g. queue registration): wrap all of it.
             pipe = self._redis.pipeline()
+            for e in envelopes:  # 'queued' in the same transaction, so it comes before the worker's events
+                if e.events:
+                    publish_event(pipe, e.job_id, "queued", {"kind": e.request.kind, "priority": priority,
+                                                             "account": e.account})
             queue.enqueue_many(datas, pipeline=pipe)
             pipe.execute()
 

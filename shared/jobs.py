@@ -30,6 +30,8 @@ Category = Literal[
 ]
 Priority = Literal["high", "default", "low"]
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+#: Who submitted a job (a gateway token's name): its spend per day is counted (keys.account_spend).
+ACCOUNT_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,31}$"
 Prompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
 
 
@@ -66,7 +68,19 @@ class _Request(_Strict):
         return len(self.system_instruction or "")
 
 
-class TextRequest(_Request):
+class _Streamable(_Request):
+    #: Generate with Gemini's streaming call and publish the answer's chunks as they come (job events).
+    stream: bool = False
+
+
+def _check_schema(schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    problems = schema_problems(schema) if schema is not None else []
+    if problems:
+        raise ValueError("invalid json_schema: " + "; ".join(problems[:5]))
+    return schema
+
+
+class TextRequest(_Streamable):
     kind: Literal["text"] = "text"
     prompt: Prompt
 
@@ -79,14 +93,18 @@ class ChatMessage(_Strict):
     text: Prompt
 
 
-class ChatRequest(_Request):
+class ChatRequest(_Streamable):
     """Either the whole history in ``messages`` (last one from the user), or a ``conversation_id`` whose
-    history genpool keeps in Redis plus the new ``message``."""
+    history genpool keeps in Redis plus the new ``message``. With ``json_schema`` the reply is JSON checked
+    against it (like a json job), and a conversation keeps the latest reply as its structured state."""
 
     kind: Literal["chat"] = "chat"
     messages: list[ChatMessage] | None = Field(None, min_length=1, max_length=MAX_MESSAGES)
     conversation_id: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
     message: Prompt | None = None
+    json_schema: dict[str, Any] | None = None
+
+    _valid_schema = field_validator("json_schema")(_check_schema)
 
     @model_validator(mode="after")
     def _one_form(self) -> ChatRequest:
@@ -104,18 +122,12 @@ class ChatRequest(_Request):
         return super().prompt_chars() + history + len(self.message or "")
 
 
-class JsonRequest(_Request):
+class JsonRequest(_Streamable):
     kind: Literal["json"] = "json"
     prompt: Prompt
     json_schema: dict[str, Any]
 
-    @field_validator("json_schema")
-    @classmethod
-    def _valid_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
-        problems = schema_problems(schema)
-        if problems:
-            raise ValueError("invalid json_schema: " + "; ".join(problems[:5]))
-        return schema
+    _valid_schema = field_validator("json_schema")(_check_schema)
 
     def prompt_chars(self) -> int:
         return super().prompt_chars() + len(self.prompt)
@@ -160,6 +172,26 @@ class Envelope(_Strict):
     request: Request
     submitted_at: float = Field(default_factory=time.time)
     deadline_s: float = Field(300.0, gt=0, le=86_400)
+    events: bool = False  # publish progress to the job's event stream (shared/events.py)
+    account: Annotated[str, Field(pattern=ACCOUNT_PATTERN)] | None = None
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON body put on the queue. Fields added after v1 shipped are left out at their defaults,
+        so a job that does not use them is read by workers of an earlier release too."""
+        data = self.model_dump(mode="json")
+        _drop_defaults(data, ADDED_ENVELOPE_FIELDS)
+        _drop_defaults(data["request"], ADDED_REQUEST_FIELDS)
+        return data
+
+
+ADDED_ENVELOPE_FIELDS: dict[str, Any] = {"events": False, "account": None}
+ADDED_REQUEST_FIELDS: dict[str, Any] = {"stream": False, "json_schema": None}
+
+
+def _drop_defaults(data: dict[str, Any], fields: dict[str, Any]) -> None:
+    for name, default in fields.items():
+        if name in data and data[name] == default:
+            del data[name]
 
 
 class StorageRef(BaseModel):
@@ -201,4 +233,5 @@ class ResultRecord(BaseModel):
     model_version: str | None = None
     attempt_log: list[AttemptRecord] = Field(default_factory=list)
     conversation_id: str | None = None
+    account: str | None = None
     finished_at: float = Field(default_factory=time.time)

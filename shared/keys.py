@@ -94,3 +94,47 @@ def metrics_latency(model: str) -> str:
 def metrics_timeline(hour: int) -> str:
     """Hash (TTL): calls per model per 10 s slot in one hour (field '<slot>|<model>|<outcome>'), for the report."""
     return f"{METRICS_PREFIX}:timeline:{hour}"
+
+
+# --- live progress and the HTTP gateway (genpool.gateway) ---------------------------------------------
+
+def job_events(job_id: str) -> str:
+    """Stream: a job's progress events (shared/events.py), capped and expiring; only for jobs submitted
+    with events (the gateway's)."""
+    return f"{PREFIX}:events:{job_id}"
+
+
+def conversation_state(conversation_id: str) -> str:
+    """String (JSON): the latest structured reply of a conversation whose chat carries a json_schema."""
+    return f"{PREFIX}:convstate:{conversation_id}"
+
+
+def conversation_turn(conversation_id: str) -> str:
+    """String: the turn in progress of a conversation (``pending:<token>`` or ``job:<id>``); the gateway
+    holds it so that two senders' turns cannot interleave."""
+    return f"{PREFIX}:convturn:{conversation_id}"
+
+
+def account_spend(account: str, day: str) -> str:
+    """String (float): USD spent by an account's finished jobs on one UTC day (``YYYYMMDD``)."""
+    return f"{PREFIX}:spend:{account}:{day}"
+
+
+def api_tokens() -> str:
+    """Hash: sha256 of a gateway bearer token -> the token's record (JSON: name, limits). Never the token."""
+    return f"{PREFIX}:api:tokens"
+
+
+def api_token_names() -> str:
+    """Hash: token name -> sha256 of its token (names are unique; revoke by name)."""
+    return f"{PREFIX}:api:token-names"
+
+
+def api_job_owner(job_id: str) -> str:
+    """String: the account (token name) that submitted a job through the gateway; only it may read it."""
+    return f"{PREFIX}:api:owner:{job_id}"
+
+
+def api_rate(account: str) -> str:
+    """String: an account's request-rate state (GCRA theoretical arrival time, ms)."""
+    return f"{PREFIX}:api:rate:{account}"

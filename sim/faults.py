@@ -10,7 +10,7 @@ from typing import Any
 
 from genpool.sim.errors import ConfigError
 
-KINDS = ("503", "500", "404", "400", "hang", "reset", "slow")
+KINDS = ("503", "500", "404", "400", "hang", "reset", "slow", "cut")
 HANG_DEFAULT_S = 600.0  # longer than any sane client timeout
 _FIELDS = {"kind", "model", "start_s", "end_s", "rate", "delay_s"}
 

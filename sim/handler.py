@@ -218,6 +218,9 @@ class SimHandler(BaseHTTPRequestHandler):
         for i, event in enumerate(events):
             if i:
                 self._sleep(gap_s)
+            if i and outcome.cut:  # a stream broken mid-answer: the first chunk went out, then an RST
+                self._reset()
+                return
             framed = b"%x\r\n%s\r\n" % (len(event), event)
             last = b"0\r\n\r\n" if i == len(events) - 1 else b""
             if not self._write((head if i == 0 else b"") + framed + last):

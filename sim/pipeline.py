@@ -45,6 +45,7 @@ class Outcome:
     body: dict[str, Any] | None = None
     chunks: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     record: Record | None = None  # logged once answered; the handler fills in the measured latency
+    cut: bool = False  # sse: reset the connection after the first chunk (a stream broken mid-answer)
 
 
 def authenticate(config: SimConfig, api_key: str | None) -> None:
@@ -77,7 +78,7 @@ def _fault_outcome(fault: FaultSpec, call: Call, delay_s: float) -> Outcome | No
     record = Record(call.arrived_s, call.model, 0, f"fault:{fault.kind}")
     if fault.kind == "hang":
         return Outcome(0, "hang", fault.delay_s, record=replace(record, latency_ms=fault.delay_s * 1000))
-    if fault.kind == "reset":
+    if fault.kind == "reset" or (fault.kind == "cut" and call.method != "streamGenerateContent"):
         return Outcome(0, "reset", record=record)
     return None
 
@@ -93,7 +94,7 @@ def _generate(sim: Simulator, call: Call) -> Outcome:
         stopped = _fault_outcome(fault, call, delay_s)
         if stopped is not None:
             return stopped
-        delay_s, reason = delay_s + fault.delay_s, "fault:slow"
+        delay_s, reason = delay_s + fault.delay_s, f"fault:{fault.kind}"
     violations = sim.admit(settings, call.arrived_s, Cost(1, plan.prompt_tokens, plan.images))
     if violations:
         return error_outcome(quota_exhausted(violations, call.model, sim.config.free_tier), call, plan.prompt_tokens)
@@ -102,7 +103,7 @@ def _generate(sim: Simulator, call: Call) -> Outcome:
                     answer.images)
     if call.method == "streamGenerateContent":
         return Outcome(200, "sse", delay_s, chunks=tuple(stream_bodies(plan, answer, _response_id())),
-                       record=record)
+                       record=record, cut=fault is not None and fault.kind == "cut")
     return Outcome(200, "json", delay_s, response_body(plan, answer, _response_id()), record=record)
 
 

@@ -73,9 +73,30 @@ def check_blocked(response: Any) -> str:
     return reason or "STOP"
 
 
+def text_of(response: Any) -> str:
+    """The answer's text (thought parts left out)."""
+    return "".join(p.text for p in _parts(response) if getattr(p, "text", None) and not getattr(p, "thought", False))
+
+
+def joined(chunks: list[Any], text: str, types: Any) -> Any:
+    """One response standing for a whole stream: the last chunk (finish reason, usage, model version) with
+    the stream's text as its only text part, and other parts (images) kept; a blocked prompt's feedback
+    may come in any chunk."""
+    last = chunks[-1]
+    feedback = next((c.prompt_feedback for c in chunks if getattr(c, "prompt_feedback", None)), None)
+    if not getattr(last, "candidates", None):
+        return last.model_copy(update={"prompt_feedback": feedback or last.prompt_feedback})
+    candidate = last.candidates[0]
+    others = [p for p in _parts(last) if not getattr(p, "text", None)]
+    parts = ([types.Part(text=text)] if text else []) + others
+    content = types.Content(role="model", parts=parts)
+    return last.model_copy(update={"candidates": [candidate.model_copy(update={"content": content})],
+                                   "prompt_feedback": feedback or last.prompt_feedback})
+
+
 def text_answer(response: Any) -> Generation:
     reason = check_blocked(response)
-    text = "".join(p.text for p in _parts(response) if getattr(p, "text", None) and not getattr(p, "thought", False))
+    text = text_of(response)
     if not text and reason != "MAX_TOKENS":
         raise e.UnusableAnswer("empty text answer")
     return _generation(response, text.encode(), reason, 0, text)
@@ -85,7 +106,7 @@ def json_answer(response: Any, schema: dict[str, Any]) -> Generation:
     import jsonschema
 
     reason = check_blocked(response)
-    text = "".join(p.text for p in _parts(response) if getattr(p, "text", None) and not getattr(p, "thought", False))
+    text = text_of(response)
     try:
         value = json.loads(text)
     except ValueError:

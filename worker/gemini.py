@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from genpool.shared import errors as e
 from genpool.shared.jobs import ChatRequest, ImageRequest, JsonRequest, Request
 from genpool.shared.settings import Settings
 from genpool.worker import answers, translate
@@ -23,6 +25,9 @@ class Call:
     request: Request
     contents: str | list[ContentDict]
     config_kwargs: dict[str, Any]
+    #: Set for jobs that stream: the call is generate_content_stream and each piece of text is handed
+    #: here (model, text) as it arrives; the answer is still parsed and stored whole.
+    on_chunk: Callable[[str, str], None] | None = None
 
 
 class GeminiGateway:
@@ -51,10 +56,28 @@ class GeminiGateway:
         config = self._types.GenerateContentConfig(
             **call.config_kwargs, http_options=self._types.HttpOptions(timeout=int(timeout_s * 1000)))
         try:
-            response = self.client.models.generate_content(model=model, contents=call.contents, config=config)
+            if call.on_chunk is not None:
+                response = self._stream(call, model, config, call.on_chunk)
+            else:
+                response = self.client.models.generate_content(model=model, contents=call.contents, config=config)
         except Exception as exc:  # noqa: BLE001 - translated, nothing swallowed
             raise translate.from_exception(exc) from exc
         return parse(call.request, response)
+
+    def _stream(self, call: Call, model: str, config: Any, on_chunk: Callable[[str, str], None]) -> Any:
+        """generate_content_stream: relay each piece of text, then one response holding the whole answer
+        (the last chunk's finish reason and usage, the joined text) for the same parsing as a plain call."""
+        chunks: list[Any] = []
+        pieces: list[str] = []
+        for chunk in self.client.models.generate_content_stream(model=model, contents=call.contents, config=config):
+            chunks.append(chunk)
+            text = answers.text_of(chunk)
+            if text:
+                pieces.append(text)
+                on_chunk(model, text)
+        if not chunks:
+            raise e.UnusableAnswer("the stream ended without a chunk")
+        return answers.joined(chunks, "".join(pieces), self._types)
 
     def get_model(self, model: str, timeout_s: float = 5.0) -> Any:
         """A cheap metadata call (models.get), used by health checks."""
@@ -87,7 +110,7 @@ class GeminiGateway:
                                 for s in request.safety] or None,
             "system_instruction": request.system_instruction,
         }
-        if isinstance(request, JsonRequest):
+        if isinstance(request, JsonRequest | ChatRequest) and request.json_schema is not None:
             kwargs.update(response_mime_type="application/json", response_json_schema=request.json_schema)
         if isinstance(request, ImageRequest):
             kwargs.update(response_modalities=["IMAGE"], image_config=types.ImageConfig(aspect_ratio=request.aspect_ratio))
@@ -97,6 +120,6 @@ class GeminiGateway:
 def parse(request: Request, response: Any) -> Generation:
     if isinstance(request, ImageRequest):
         return answers.image_answer(response)
-    if isinstance(request, JsonRequest):
+    if isinstance(request, JsonRequest | ChatRequest) and request.json_schema is not None:
         return answers.json_answer(response, request.json_schema)
     return answers.text_answer(response)

@@ -11,6 +11,7 @@ from genpool.shared.jobs import Request, ResultRecord, StorageRef
 from genpool.shared.metrics import MetricsBatch
 from genpool.worker.answers import Generation
 from genpool.worker.gemini import Call, Turn
+from genpool.worker.progress import EventSink
 
 
 class Decision(Protocol):
@@ -70,7 +71,8 @@ class Results(Protocol):
 
     def find_output(self, job_id: str, kind: str) -> dict[str, str] | None: ...
 
-    def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None) -> None: ...
+    def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None,
+             state: bytes | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -82,3 +84,4 @@ class Ports:
     clock: Callable[[], float]
     wall: Callable[[], float]
     sleep: Callable[[float], None]
+    events: EventSink | None = None  # where jobs submitted with events publish their progress

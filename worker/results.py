@@ -21,6 +21,7 @@ from genpool.worker.spool import Spool
 
 log = logging.getLogger("genpool.results")
 CONVERSATION_TTL_S = 30 * 24 * 3600
+SPEND_TTL_S = 2 * 24 * 3600  # an account's spend per UTC day is read on that day only
 
 
 class ResultStore:
@@ -85,13 +86,22 @@ class ResultStore:
             return None
         return {**meta, "bucket": self._store.bucket, "key": key} if meta is not None else None
 
-    def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None) -> None:
+    def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None,
+             state: bytes | None = None) -> None:
+        """One round trip. A conversation's turns (and structured state) are written before the record:
+        once the record exists, the next turn (which waits for it) reads the whole history."""
         pipe = self._redis.pipeline(transaction=False)
-        pipe.set(keys.result(record.id), record.model_dump_json(), ex=self._ttl_s)
         if new_turns and record.conversation_id:
             conv = keys.conversation(record.conversation_id)
             pipe.rpush(conv, *[json.dumps(list(t)) for t in new_turns])
             pipe.expire(conv, CONVERSATION_TTL_S)
+            if state is not None:
+                pipe.set(keys.conversation_state(record.conversation_id), state, ex=CONVERSATION_TTL_S)
+        if record.account and record.cost_usd:
+            spend = keys.account_spend(record.account, time.strftime("%Y%m%d", time.gmtime(record.finished_at)))
+            pipe.incrbyfloat(spend, record.cost_usd)
+            pipe.expire(spend, SPEND_TTL_S)
+        pipe.set(keys.result(record.id), record.model_dump_json(), ex=self._ttl_s)
         metrics.write(pipe)
         pipe.execute()
 

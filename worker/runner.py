@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from genpool.shared import contract
 from genpool.shared import errors as e
@@ -13,6 +13,7 @@ from genpool.worker import policy
 from genpool.worker.answers import Generation
 from genpool.worker.gemini import Call, Turn
 from genpool.worker.ports import Decision, Ports
+from genpool.worker.progress import Progress
 from genpool.worker.stalls import InFlight
 from genpool.worker.trace import Trace
 
@@ -89,16 +90,23 @@ class Runner:
             return existing  # retried after the result was stored: no second call, no second object
         request = envelope.request
         chain = self.catalog.chain_for(request.kind, request.model, request.allow_fallback)
-        trace = Trace(envelope.job_id, request.kind, self.ports.wall(), chain)
+        progress = Progress(self.ports.events if envelope.events else None, envelope.job_id)
+        trace = Trace(envelope.job_id, request.kind, self.ports.wall(), chain, progress=progress,
+                      account=envelope.account)
+        progress.emit("started", rerun=rerun)
         recovered = self._recover(envelope, trace, chain) if rerun else None
         if recovered is not None:
+            progress.ended(recovered)
             return recovered
         history = self._history(request)
         call = self.ports.gateway.build(request, history)
+        if progress.enabled and getattr(request, "stream", False):
+            call = replace(call, on_chunk=progress.chunk)
         deadline_at = self.ports.clock() + envelope.deadline_s
         try:
             model, gen = self._walk(call, chain, trace, deadline_at)
-        except e.Deferred:
+        except e.Deferred as exc:
+            progress.emit("deferred", delay_s=round(exc.delay_s, 3))
             raise
         except e.GenpoolError as exc:
             raise self.fail(envelope, trace, exc) from exc
@@ -107,6 +115,8 @@ class Runner:
     def fail(self, envelope: Envelope, trace: Trace, exc: e.GenpoolError) -> JobFailed:
         record = trace.failure(exc, self.ports.wall())
         self.ports.results.save(record, trace.metrics)
+        if trace.progress is not None:
+            trace.progress.ended(record)
         return JobFailed(record)
 
     def _history(self, request: Request) -> list[Turn]:
@@ -137,7 +147,9 @@ class Runner:
         tokens = estimate_tokens(call.request)
         soon_s = min(self.config.spill_wait_s, self.config.max_limiter_wait_s)
         waits: dict[str, float] = {}  # models with no capacity within soon_s -> their wait
-        for model in chain:
+        for position, model in enumerate(chain):
+            if position:
+                _fallback_event(trace, chain[position - 1], model)
             outcome = self._try(call, model, trace, deadline_at, tokens, soon_s)
             if isinstance(outcome, Generation):
                 return model, outcome
@@ -282,11 +294,23 @@ class Runner:
         spec = self._spec(model)
         ref = self.ports.results.store_output(envelope.job_id, request.kind, model, gen)
         cost = spec.cost_usd(gen.prompt_tokens, gen.output_tokens, gen.images)
-        conv = request.conversation_id if isinstance(request, ChatRequest) else None
+        chat = request if isinstance(request, ChatRequest) else None
+        conv = chat.conversation_id if chat is not None else None
         record = trace.success(model, gen, cost, ref, self.ports.wall(), conv)
         new_turns: list[Turn] | None = None
-        if conv and isinstance(request, ChatRequest):
-            new_turns = [(m.role, m.text) for m in request.messages or []]
-            new_turns += [("user", request.message or ""), ("model", gen.text)]
-        self.ports.results.save(record, trace.metrics, new_turns)
+        state: bytes | None = None
+        if chat is not None and conv:
+            new_turns = [(m.role, m.text) for m in chat.messages or []]
+            new_turns += [("user", chat.message or ""), ("model", gen.text)]
+            state = gen.body if chat.json_schema is not None else None  # the structured reply, kept beside the history
+        self.ports.results.save(record, trace.metrics, new_turns, state)
+        if trace.progress is not None:
+            trace.progress.ended(record)
         return record
+
+
+def _fallback_event(trace: Trace, previous: str, model: str) -> None:
+    """Tell a live client the job moves on from ``previous`` (the kind of its last error, not its text)."""
+    if trace.progress is not None:
+        reason = trace.last_errors.get(previous, "").split(":", 1)[0]
+        trace.progress.emit("fallback", **{"from": previous, "to": model, "reason": reason})

@@ -17,6 +17,7 @@ from genpool.shared.settings import Settings
 from genpool.shared.storage import S3Store
 from genpool.worker.gemini import GeminiGateway
 from genpool.worker.ports import Ports
+from genpool.worker.progress import RedisEvents
 from genpool.worker.results import ResultStore
 from genpool.worker.runner import Runner, RunnerConfig
 from genpool.worker.spool import Spool
@@ -48,7 +49,7 @@ class Runtime:
         gateway = GeminiGateway(settings, max_connections=max(256, settings.concurrency * 2))
         availability = Availability(conn, BreakerPolicy.from_settings(settings))
         ports = Ports(gateway=gateway, limiter=limiter, availability=availability, results=results,
-                      clock=time.monotonic, wall=time.time, sleep=time.sleep)
+                      clock=time.monotonic, wall=time.time, sleep=time.sleep, events=RedisEvents(conn))
         runner = Runner(ports, catalog, RunnerConfig(max_limiter_wait_s=settings.max_limiter_wait_s))
         return cls(settings, catalog, conn, store, spool, results, runner, limiter)
 

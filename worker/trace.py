@@ -9,6 +9,7 @@ from genpool.shared.errors import GenpoolError
 from genpool.shared.jobs import AttemptRecord, ErrorInfo, ResultRecord, StorageRef
 from genpool.shared.metrics import MetricsBatch
 from genpool.worker.answers import Generation
+from genpool.worker.progress import Progress
 
 log = logging.getLogger("genpool.attempt")
 
@@ -22,6 +23,8 @@ class Trace:
     attempts: list[AttemptRecord] = field(default_factory=list)
     last_errors: dict[str, str] = field(default_factory=dict)
     metrics: MetricsBatch = field(default_factory=MetricsBatch)
+    progress: Progress | None = None  # the job's live events (only jobs submitted with events)
+    account: str | None = None
 
     def attempt(self, model: str, outcome: str, latency_s: float, wait_s: float, start_ms: int = 0) -> None:
         number = sum(1 for a in self.attempts if a.model == model and a.outcome != "skipped") + 1
@@ -38,6 +41,8 @@ class Trace:
         if wait_s:
             self.metrics.inc("limiter_wait_seconds_total", wait_s, model=model, kind=self.kind)
         self.metrics.timeline_call(model, outcome)
+        if self.progress is not None:
+            self.progress.attempt(model, number, outcome, latency_s)
 
     def skip(self, model: str, reason: str) -> None:
         self.attempts.append(AttemptRecord(model=model, attempt=0, outcome=f"skipped:{reason}"))
@@ -77,7 +82,7 @@ class Trace:
             attempts=self.calls, fallbacks_used=fallbacks, finish_reason=gen.finish_reason,
             prompt_tokens=gen.prompt_tokens, output_tokens=gen.output_tokens, cost_usd=cost_usd,
             duration_s=round(now - self.started_at, 4), storage=storage, model_version=gen.model_version,
-            attempt_log=self.attempts, conversation_id=conversation_id,
+            attempt_log=self.attempts, conversation_id=conversation_id, account=self.account,
         )
 
     def failure(self, exc: GenpoolError, now: float) -> ResultRecord:
@@ -86,5 +91,5 @@ class Trace:
         return ResultRecord(
             id=self.job_id, status="failed", kind=self.kind, models_tried=self.models_tried,
             attempts=self.calls, duration_s=round(now - self.started_at, 4),
-            error=ErrorInfo(type=exc.kind, message=str(exc)), attempt_log=self.attempts,
+            error=ErrorInfo(type=exc.kind, message=str(exc)), attempt_log=self.attempts, account=self.account,
         )

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 HEAVY = ("google.genai", "boto3", "botocore", "rich", "tenacity", "jsonschema", "genpool.worker", "genpool.cli",
-         "genpool.ops", "genpool.sim", "genpool.devstack")
+         "genpool.ops", "genpool.sim", "genpool.devstack", "genpool.gateway", "fastapi", "starlette", "uvicorn")
 
 
 def imported_after(code: str) -> list[str]:

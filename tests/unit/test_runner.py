@@ -120,6 +120,7 @@ class FakeResults:
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)
     stored: list[tuple[str, str, str]] = field(default_factory=list)
     saved: list[tuple[ResultRecord, list[Turn] | None]] = field(default_factory=list)
+    states: list[bytes | None] = field(default_factory=list)
 
     def get(self, job_id: str) -> ResultRecord | None:
         return self.records.get(job_id)
@@ -134,9 +135,11 @@ class FakeResults:
     def find_output(self, job_id: str, kind: str) -> dict[str, str] | None:
         return self.outputs.get(job_id)
 
-    def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None) -> None:
+    def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None,
+             state: bytes | None = None) -> None:
         self.records[record.id] = record
         self.saved.append((record, new_turns))
+        self.states.append(state)
 
 
 class FakeTime:
