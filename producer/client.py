@@ -241,7 +241,7 @@ class GenPool:
         timeout = int(max(e.deadline_s for e in envelopes)) + 120
         datas = [
             Queue.prepare_data(
-                contract.TASK, args=[e.model_dump(mode="json")], job_id=e.job_id, timeout=timeout,
+                contract.TASK, args=[e.wire()], job_id=e.job_id, timeout=timeout,
                 result_ttl=self.settings.result_ttl_s, failure_ttl=self.settings.result_ttl_s,
                 description=f"genpool {e.request.kind} {e.job_id}", retry=Retry(max=contract.ABANDONED_RETRIES),
             )

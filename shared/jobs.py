@@ -61,6 +61,8 @@ class _Request(_Strict):
     system_instruction: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | None = None
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     safety: list[SafetySetting] = Field(default_factory=default_safety, max_length=10)
+    cache: bool | None = None  # serve an identical request's stored answer (None: GENPOOL_CACHE decides)
+    on_budget: Literal["defer", "fail"] | None = None  # a spent budget (None: GENPOOL_ON_BUDGET decides)
 
     def prompt_chars(self) -> int:
         return len(self.system_instruction or "")
@@ -161,6 +163,22 @@ class Envelope(_Strict):
     submitted_at: float = Field(default_factory=time.time)
     deadline_s: float = Field(300.0, gt=0, le=86_400)
 
+    def wire(self) -> dict[str, Any]:
+        """The JSON body put on the queue. Fields added after v1 shipped are left out at their defaults,
+        so a job that does not use them is read by workers of an earlier release too."""
+        data = self.model_dump(mode="json")
+        _drop_defaults(data["request"], ADDED_REQUEST_FIELDS)
+        return data
+
+
+ADDED_REQUEST_FIELDS: dict[str, Any] = {"cache": None, "on_budget": None}
+
+
+def _drop_defaults(data: dict[str, Any], fields: dict[str, Any]) -> None:
+    for name, default in fields.items():
+        if name in data and data[name] == default:
+            del data[name]
+
 
 class StorageRef(BaseModel):
     bucket: str
@@ -202,3 +220,7 @@ class ResultRecord(BaseModel):
     attempt_log: list[AttemptRecord] = Field(default_factory=list)
     conversation_id: str | None = None
     finished_at: float = Field(default_factory=time.time)
+    routing_version: int = 0  # the routing in force when the job first started (genpool models show)
+    arm: str = "control"  # control, the candidate model of an A/B split, or request (the job named a model)
+    cache_hit: bool = False  # served from an identical request's answer: no call, cost 0
+    cached_from: str | None = None  # the job whose paid answer this is

@@ -9,6 +9,7 @@ from genpool.shared.errors import GenpoolError
 from genpool.shared.jobs import AttemptRecord, ErrorInfo, ResultRecord, StorageRef
 from genpool.shared.metrics import MetricsBatch
 from genpool.worker.answers import Generation
+from genpool.worker.cache import CachedAnswer
 
 log = logging.getLogger("genpool.attempt")
 
@@ -22,6 +23,8 @@ class Trace:
     attempts: list[AttemptRecord] = field(default_factory=list)
     last_errors: dict[str, str] = field(default_factory=dict)
     metrics: MetricsBatch = field(default_factory=MetricsBatch)
+    version: int = 0  # the routing version and arm the job runs on (shared/routing.py)
+    arm: str = "control"
 
     def attempt(self, model: str, outcome: str, latency_s: float, wait_s: float, start_ms: int = 0) -> None:
         number = sum(1 for a in self.attempts if a.model == model and a.outcome != "skipped") + 1
@@ -72,19 +75,47 @@ class Trace:
         self.metrics.inc("tokens_out_total", gen.output_tokens, model=model, kind=self.kind)
         self.metrics.inc("images_total", gen.images, model=model)
         self.metrics.inc("cost_usd_total", cost_usd, model=model, kind=self.kind)
+        self.metrics.add_spend(model, round(cost_usd * 1_000_000))
+        self._arm_metrics("finished", now, cost_usd, fallbacks)
         return ResultRecord(
             id=self.job_id, status="finished", kind=self.kind, model_used=model, models_tried=self.models_tried,
             attempts=self.calls, fallbacks_used=fallbacks, finish_reason=gen.finish_reason,
             prompt_tokens=gen.prompt_tokens, output_tokens=gen.output_tokens, cost_usd=cost_usd,
             duration_s=round(now - self.started_at, 4), storage=storage, model_version=gen.model_version,
-            attempt_log=self.attempts, conversation_id=conversation_id,
+            attempt_log=self.attempts, conversation_id=conversation_id, routing_version=self.version, arm=self.arm,
         )
+
+    def cached(self, answer: CachedAnswer, now: float, conversation_id: str | None) -> ResultRecord:
+        """Served from an identical request's stored answer: no call, no cost (what it saved is counted)."""
+        self.metrics.inc("jobs_total", kind=self.kind, status="finished", model=answer.model)
+        self.metrics.inc("cache_hits_total", kind=self.kind)
+        self.metrics.inc("cache_saved_usd_total", answer.cost_usd, kind=self.kind)
+        return ResultRecord(
+            id=self.job_id, status="finished", kind=self.kind, model_used=answer.model,
+            finish_reason=answer.finish_reason, prompt_tokens=answer.prompt_tokens,
+            output_tokens=answer.output_tokens, cost_usd=0.0, duration_s=round(now - self.started_at, 4),
+            storage=StorageRef(bucket=answer.bucket, key=answer.key), model_version=answer.model_version,
+            conversation_id=conversation_id, routing_version=self.version, arm=self.arm, cache_hit=True,
+            cached_from=answer.job_id,
+        )
+
+    def _arm_metrics(self, status: str, now: float, cost_usd: float = 0.0, fallbacks: int = 0) -> None:
+        """Per job kind and routing arm: what `genpool stats --by-arm` compares (cache hits stay out)."""
+        kind, arm = self.kind, self.arm
+        self.metrics.inc("arm_jobs_total", kind=kind, arm=arm, status=status)
+        if fallbacks:
+            self.metrics.inc("arm_fallback_jobs_total", kind=kind, arm=arm)
+        if cost_usd:
+            self.metrics.inc("arm_cost_usd_total", cost_usd, kind=kind, arm=arm)
+        self.metrics.observe_duration(self.kind, self.arm, now - self.started_at)
 
     def failure(self, exc: GenpoolError, now: float) -> ResultRecord:
         self.metrics.inc("jobs_total", kind=self.kind, status="failed", model="none")
         self.metrics.inc("job_failures_total", kind=self.kind, error=exc.kind)
+        self._arm_metrics("failed", now)
         return ResultRecord(
             id=self.job_id, status="failed", kind=self.kind, models_tried=self.models_tried,
             attempts=self.calls, duration_s=round(now - self.started_at, 4),
             error=ErrorInfo(type=exc.kind, message=str(exc)), attempt_log=self.attempts,
+            routing_version=self.version, arm=self.arm,
         )

@@ -2,8 +2,10 @@
 -- A refund (delta < 0) lowers the slot (never below 0); a charge (delta > 0) raises it, or, when its
 -- slot is gone but could still count, the newest slot (it then counts longer: safe). Day-counter
 -- requests are given back if the day has not turned.
--- KEYS: limits, window, slots.  ARGV: start_ms, requests, tokens, images deltas, rpd give-back,
--- utc_offset_ms.  Reply: flat {dim, used, ..., 'ahead_ms', ms} after the change.
+-- KEYS: limits, window, slots, then the budget records the grant held money in (_budget.lua), if any.
+-- ARGV: start_ms, requests, tokens, images deltas, rpd give-back, utc_offset_ms, [held_micro, actual_micro].
+-- Reply: flat {dim, used, ..., 'ahead_ms', ms} after the change, then 'alert:<i>', level per budget that
+-- crossed an alert level.
 local model = read_model(KEYS[1])
 if model == nil then return {} end
 local now = now_ms()
@@ -24,4 +26,6 @@ local give_back = tonumber(ARGV[5])
 local count = day_count(w, now, offset_ms)
 if give_back > 0 and count > 0 then w.count = max(0, count - give_back) end
 save_header(KEYS[2], w, model)
-return usage(model, w, now)
+local out = usage(model, w, now)
+if #KEYS > 3 then settle_budgets(4, tonumber(ARGV[7]), tonumber(ARGV[8]), now, offset_ms, out) end
+return out
