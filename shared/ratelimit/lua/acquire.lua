@@ -34,10 +34,11 @@ if counts_today and count + costs[1] > model.rpd then
   return reply('wait', 0, next_midnight_ms(now, offset_ms) - now, now, 0, 'rpd')
 end
 
-local budgets = {}
+local budget, budgets = nil, nil
 if #KEYS > 4 then  -- a budget is set: the call's estimated cost (ARGV[7]) must fit before anything is counted
   local verdict, budget_wait_ms
-  budgets, verdict, budget_wait_ms = check_budgets(5, now, offset_ms)
+  budget = budget_library()
+  budgets, verdict, budget_wait_ms = budget.check(5, now, offset_ms)
   if verdict ~= '' then return reply('wait', 0, budget_wait_ms, now, 0, verdict) end
 end
 
@@ -62,7 +63,7 @@ if counts_today then
   w.day, w.count = day_index(now, offset_ms), count + costs[1]
 end
 save_header(KEYS[2], w, model)
-if #budgets > 0 then hold_budgets(budgets, tonumber(ARGV[7]), now, offset_ms) end
+if budget then budget.hold(budgets, tonumber(ARGV[7]), now, offset_ms) end
 local probe = 0
 if half_open then
   redis.call('HSET', KEYS[3], 'probe_until_ms', start + tonumber(ARGV[6]))

@@ -27,5 +27,5 @@ local count = day_count(w, now, offset_ms)
 if give_back > 0 and count > 0 then w.count = max(0, count - give_back) end
 save_header(KEYS[2], w, model)
 local out = usage(model, w, now)
-if #KEYS > 3 then settle_budgets(4, tonumber(ARGV[7]), tonumber(ARGV[8]), now, offset_ms, out) end
+if #KEYS > 3 then budget_library().settle(4, tonumber(ARGV[7]), tonumber(ARGV[8]), now, offset_ms, out) end
 return out
