@@ -11,7 +11,6 @@ from genpool.shared import errors as e
 from genpool.shared.budget import EXHAUSTED, CostEstimator, cost_micro
 from genpool.shared.catalog import Catalog, ModelSpec
 from genpool.shared.jobs import ChatRequest, Envelope, ImageRequest, Request, ResultRecord, StorageRef
-from genpool.shared.metrics import MetricsBatch
 from genpool.shared.routing import LiveRouting, Route, RoutingTable
 from genpool.worker import policy
 from genpool.worker.answers import Generation
@@ -294,12 +293,12 @@ class Runner:
             if is_open:
                 raise BreakerOpen(exc) from exc
             raise
-        self._after_success(spec, tokens, gen, decision, trace.metrics)
+        self._after_success(spec, tokens, gen, decision, trace)
         trace.attempt(model, "ok", ports.clock() - started, wait_s, decision.start_at_ms)
         return gen
 
     def _after_success(self, spec: ModelSpec, tokens: int, gen: Generation, decision: Decision,
-                       metrics: MetricsBatch) -> None:
+                       trace: Trace) -> None:
         """Bookkeeping after a paid answer: a Redis outage here must not throw the answer away."""
         model = spec.id
         self.estimator.observe(model, gen.output_tokens)
@@ -307,7 +306,7 @@ class Runner:
             used = self.ports.limiter.settle(model, decision.start_at_ms, tokens, gen.prompt_tokens, hold=decision.hold,
                                              actual_micro=cost_micro(spec, gen.prompt_tokens, gen.output_tokens,
                                                                      gen.images))
-            report_budget_alerts(used or {}, metrics)
+            trace.budget_alerts(used or {})
             if decision.probe:
                 self.ports.availability.record_success(model)
         except e.ServiceUnavailable as exc:
@@ -379,13 +378,3 @@ def _new_turns(request: Request, answer: str) -> list[Turn] | None:
     turns: list[Turn] = [(m.role, m.text) for m in request.messages or []]
     return turns + [("user", request.message or ""), ("model", answer)]
 
-
-def report_budget_alerts(used: Mapping[str, float], metrics: MetricsBatch) -> None:
-    """A settle whose spend crossed 50 / 80 / 100 % of a budget (reported once fleet-wide): one line, one count."""
-    for name, level in used.items():
-        if name.startswith("alert:"):
-            scope = name.removeprefix("alert:")
-            log.warning("budget %s: %d %% of today's budget spent%s", scope, level,
-                        "; its calls wait for the budget day to turn (genpool budget set raises it)"
-                        if level >= 100 else "")
-            metrics.inc("budget_alerts_total", budget=scope, level=str(int(level)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from genpool.shared.errors import GenpoolError
@@ -12,6 +13,7 @@ from genpool.worker.answers import Generation
 from genpool.worker.cache import CachedAnswer
 
 log = logging.getLogger("genpool.attempt")
+budget_log = logging.getLogger("genpool.budget")
 
 
 @dataclass
@@ -46,6 +48,16 @@ class Trace:
         self.attempts.append(AttemptRecord(model=model, attempt=0, outcome=f"skipped:{reason}"))
         self.last_errors[model] = f"skipped ({reason})"
         self.metrics.inc("skipped_total", model=model, reason=reason)
+
+    def budget_alerts(self, settled: Mapping[str, float]) -> None:
+        """A settle whose spend crossed 50 / 80 / 100 % of a budget (once fleet-wide): one line, one count."""
+        for name, level in settled.items():
+            if name.startswith("alert:"):
+                scope = name.removeprefix("alert:")
+                budget_log.warning("budget %s: %d %% of today's budget spent%s", scope, level,
+                            "; its calls wait for the budget day to turn (genpool budget set raises it)"
+                            if level >= 100 else "", extra={"budget": scope, "level": int(level)})
+                self.metrics.inc("budget_alerts_total", budget=scope, level=str(int(level)))
 
     def model_failed(self, model: str, exc: GenpoolError) -> None:
         self.last_errors[model] = f"{exc.kind}: {exc}"

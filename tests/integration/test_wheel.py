@@ -44,7 +44,9 @@ def test_the_wheel_holds_one_import_name_and_no_dev_tools(wheel: Path) -> None:
     packages = {n.rsplit("/", 1)[0] for n in names if n.endswith("/__init__.py")}
     assert {"genpool/shared", "genpool/producer", "genpool/worker", "genpool/ops", "genpool/cli"} <= packages
     assert not [p for p in packages if p.startswith(("genpool/sim", "genpool/devstack"))]
-    assert {"genpool/shared/presets/default.toml", "genpool/shared/ratelimit/lua/acquire.lua"} <= set(names)
+    assert {"genpool/shared/presets/default.toml", "genpool/shared/ratelimit/lua/acquire.lua",
+            "genpool/shared/ratelimit/lua/_budget.lua", "genpool/shared/lua/routing.lua",
+            "genpool/worker/lua/cache_join.lua", "genpool/worker/lua/cache_release.lua"} <= set(names)
 
 
 def test_installed_beside_a_users_shared_and_worker(wheel: Path, tmp_path: Path) -> None:
