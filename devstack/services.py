@@ -48,6 +48,8 @@ class Service:
         self.stop()
         self.proc = _spawn(self.argv, self.workdir, self.name)
         wait_for_port(self.port, timeout_s, self.proc, self.name)
+        if self.name == "redis":
+            wait_for_redis_loaded(self.port, timeout_s)
 
 
 def free_port() -> int:
@@ -65,6 +67,19 @@ def wait_for_port(port: int, timeout_s: float, proc: subprocess.Popen[bytes], na
             return
         time.sleep(0.05)
     raise ServiceError(f"{name} did not listen on 127.0.0.1:{port} within {timeout_s} s")
+
+
+def wait_for_redis_loaded(port: int, timeout_s: float) -> None:
+    """Until Redis answers PING with PONG: a restarted Redis listens at once but answers LOADING while it
+    replays its AOF, which grows with everything a test session wrote before."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            if sock.recv(64).startswith(b"+PONG"):
+                return
+        time.sleep(0.05)
+    raise ServiceError(f"redis-server on 127.0.0.1:{port} still loading its data after {timeout_s} s")
 
 
 def _spawn(argv: list[str], workdir: Path, name: str) -> subprocess.Popen[bytes]:
