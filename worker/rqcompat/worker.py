@@ -88,8 +88,37 @@ class ThreadedWorker(SimpleWorker):
         """Short: a job whose worker was killed is found abandoned within seconds, not minutes."""
         return int(self.heartbeat_s * 3) + 2
 
+    # RQ's work loop calls these three outside any handler of its own: a Redis outage at that moment ended the
+    # worker ("found an unhandled exception, quitting"). Logged instead; the next pass of the loop retries.
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        try:
+            super().heartbeat(timeout, pipeline)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.error("heartbeat failed, Redis unreachable: %s", exc)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        try:
+            super().check_for_suspension(burst)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.error("cannot check for `rq suspend`, Redis unreachable: %s", exc)
+
+    def run_maintenance_tasks(self) -> None:
+        try:
+            super().run_maintenance_tasks()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.error("maintenance skipped, Redis unreachable: %s", exc)
+
     def execute_job(self, job: Job, queue: Queue) -> None:
-        execution = self.prepare_execution(job)
+        try:
+            execution = self.prepare_execution(job)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Redis went away between the dequeue and the start: the job is still in the intermediate list,
+            # from where _recover_intermediate requeues it; the worker lives on (RQ's loop would quit).
+            self._slots.release()
+            log.error("job %s: Redis unreachable before it started (%s); it will be requeued", job.id, exc)
+            return
+
         with self._inflight_lock:
             self._inflight[job.id] = (job, execution)
         if self._executor is None:  # one pool per work() run: teardown shuts it down
