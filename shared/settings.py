@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from genpool.shared.contract import JOB_KINDS
 from genpool.shared.errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -75,7 +76,7 @@ def _on_budget(value: Any) -> Any:
     is the default)."""
     for item in str(value).lower().replace(" ", "").split(","):
         kind, _, policy = item.rpartition("=")
-        if policy not in ("defer", "fail") or kind not in ("", "text", "chat", "json", "image"):
+        if policy not in ("defer", "fail") or kind not in ("", *JOB_KINDS):
             raise ValueError("on_budget")
     return str(value).lower().replace(" ", "")
 
