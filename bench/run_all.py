@@ -33,7 +33,7 @@ PLOTS = ROOT / "bench" / "plots"
 
 # Run order: cheap and quiet first, so a slow one cannot spoil another's timing.
 BENCHMARKS = ("bench_limiter", "bench_cpu", "bench_failover", "bench_window", "bench_quota", "bench_density",
-              "bench_observability", "bench_gateway")
+              "bench_observability", "bench_gateway", "bench_control")
 
 
 def machine() -> str:

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from genpool.ops.modelstate import STATES
 from genpool.ops.snapshot import Row, Snapshot, catalog_limits, take
 from genpool.ops.summary import latency_summary
+from genpool.shared.catalog import Catalog
 from genpool.shared.ratelimit import ModelLimits
 from genpool.shared.redisconn import connect
 from genpool.shared.settings import Settings
@@ -32,6 +33,13 @@ COUNTERS = {
     "limiter_wait_seconds_total": ("genpool_limiter_wait_seconds", "Time spent waiting on the rate limiter"),
     "skipped_total": ("genpool_models_skipped", "Models skipped (unavailable, no capacity, context)"),
     "job_failures_total": ("genpool_job_failures", "Failed jobs by kind and error class"),
+    "arm_jobs_total": ("genpool_arm_jobs", "Terminal jobs by kind, routing arm (A/B) and status; cache hits not counted"),
+    "arm_fallback_jobs_total": ("genpool_arm_fallback_jobs", "Jobs of a routing arm answered by a fallback model"),
+    "arm_cost_usd_total": ("genpool_arm_cost_usd", "Cost in USD by kind and routing arm"),
+    "cache_hits_total": ("genpool_cache_hits", "Jobs served from the response cache (no call)"),
+    "cache_misses_total": ("genpool_cache_misses", "Cacheable jobs that made the paid call"),
+    "cache_saved_usd_total": ("genpool_cache_saved_usd", "USD the response cache saved (the served answers' cost)"),
+    "budget_alerts_total": ("genpool_budget_alerts", "A budget's spend crossed 50 / 80 / 100 % of its day (level)"),
 }
 
 
@@ -39,18 +47,21 @@ class RedisCollector:
     """``models``/``defaults`` (the catalog) give state and bucket gauges to models no job has used yet."""
 
     def __init__(self, conn: redis.Redis, models: Iterable[str] = (),
-                 defaults: Mapping[str, ModelLimits] | None = None) -> None:
+                 defaults: Mapping[str, ModelLimits] | None = None, catalog: Catalog | None = None) -> None:
         self._redis = conn
         self._models = tuple(models)
         self._defaults = defaults
+        self._catalog = catalog
 
     def collect(self) -> Iterator[Metric]:
-        snap = take(self._redis, self._models, self._defaults)
+        snap = take(self._redis, self._models, self._defaults, self._catalog)
         yield from counters(snap.rows)
         yield latency(snap)
         yield from states(snap)
         yield from limiter_windows(snap)
         yield queues(snap)
+        yield job_durations(snap)
+        yield from control(snap)
 
 
 def counters(rows: list[Row]) -> Iterator[Metric]:
@@ -115,6 +126,40 @@ def limiter_windows(snap: Snapshot) -> Iterator[Metric]:
     yield from (used, effective, limit, ahead, override)
 
 
+def job_durations(snap: Snapshot) -> Metric:
+    sums = {(labels["kind"], labels["arm"]): v for n, labels, v in snap.rows if n == "job_duration_seconds_sum"}
+    family = HistogramMetricFamily("genpool_job_duration_seconds", "Job duration by kind and routing arm (A/B)",
+                                   labels=["kind", "arm"])
+    for (kind, arm), total_s in sorted(sums.items()):
+        cumulative = latency_summary(snap.durations.get((kind, arm), {}))["buckets"]
+        family.add_metric([kind, arm], list(cumulative.items()), total_s)
+    return family
+
+
+def control(snap: Snapshot) -> Iterator[Metric]:
+    """The routing in force (version, overrides, splits) and the budgets (limit, spent, held today)."""
+    version = GaugeMetricFamily("genpool_routing_version", "The routing version in force (genpool models)")
+    override = GaugeMetricFamily("genpool_routing_override", "1 while an operator's chain overrides the catalog's",
+                                 labels=["kind"])
+    split = GaugeMetricFamily("genpool_routing_split_percent", "Share of a kind's jobs sent to a candidate model",
+                              labels=["kind", "model"])
+    routing = snap.routing or {"version": 0, "kinds": {}}
+    version.add_metric([], routing["version"])
+    for kind, k in sorted(routing["kinds"].items()):
+        override.add_metric([kind], 0.0 if k["override"]["chain"] is None else 1.0)
+        for model, pct in sorted(k["split"].items()):
+            split.add_metric([kind, model], pct)
+    yield from (version, override, split)
+    labels = ["budget"]
+    families = {name: GaugeMetricFamily(f"genpool_budget_{name}_usd", text, labels=labels) for name, text in (
+        ("limit", "A budget's USD per Pacific day"), ("spent", "USD spent today against the budget"),
+        ("held", "USD held by calls in flight against the budget"))}
+    for scope, b in sorted(((snap.budgets or {}).get("budgets") or {}).items()):
+        for name, family in families.items():
+            family.add_metric([scope], b[f"{name}_usd"])
+    yield from families.values()
+
+
 def queues(snap: Snapshot) -> Metric:
     gauge = GaugeMetricFamily("genpool_queue_depth", "Jobs waiting per queue", labels=["queue"])
     for name, depth in snap.queues.items():
@@ -133,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_env()
     catalog = load_catalog(settings)
     conn = connect(settings)
-    REGISTRY.register(RedisCollector(conn, catalog.models, catalog_limits(catalog)))
+    REGISTRY.register(RedisCollector(conn, catalog.models, catalog_limits(catalog), catalog))
     port = args.port or settings.metrics_port
     start_http_server(port)
     print(f"genpool metrics on http://0.0.0.0:{port}/metrics", file=sys.stderr)

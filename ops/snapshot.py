@@ -6,7 +6,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -50,6 +51,9 @@ class Snapshot:
     states: dict[str, ModelState]
     limiters: dict[str, LimiterView]
     queues: dict[str, int]
+    durations: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)  # (kind, arm) -> bucket -> jobs
+    routing: dict[str, Any] | None = None  # `genpool models show --json`
+    budgets: dict[str, Any] | None = None  # `genpool budget show --json`
 
     @property
     def models(self) -> list[str]:
@@ -62,8 +66,9 @@ def catalog_limits(catalog: Catalog) -> dict[str, ModelLimits]:
 
 
 def take(conn: redis.Redis, models: Iterable[str] = (), defaults: Mapping[str, ModelLimits] | None = None,
-         ) -> Snapshot:
-    """Read everything; ``models`` (the catalog's) are shown even before any job used them."""
+         catalog: Catalog | None = None) -> Snapshot:
+    """Read everything; ``models`` (the catalog's) are shown even before any job used them; with the
+    ``catalog``, also the routing in force and the budgets."""
     rows = read_counters(conn.hgetall(keys.metrics_counters()))
     seen = sorted(set(models) | {labels["model"] for _, labels, _ in rows
                                  if labels.get("model", "none") != "none"})
@@ -74,8 +79,31 @@ def take(conn: redis.Redis, models: Iterable[str] = (), defaults: Mapping[str, M
         now_s=now_ms / 1000, rows=rows, latency=_latency(conn, seen),
         states={m: classify(_text_hash(conn.hgetall(keys.model_state(m))), now_ms) for m in seen},
         limiters={m: view for m in seen if (view := _limiter_view(limiter, m, (defaults or {}).get(m)))},
-        queues=_queues(conn),
+        queues=_queues(conn), durations=_durations(conn, rows),
+        routing=_routing(conn, catalog) if catalog else None, budgets=_budgets(conn) if catalog else None,
     )
+
+
+def _durations(conn: redis.Redis, rows: list[Row]) -> dict[tuple[str, str], dict[str, int]]:
+    arms = sorted({(labels["kind"], labels["arm"]) for name, labels, _ in rows if name == "job_duration_seconds_count"})
+    pipe = conn.pipeline(transaction=False)
+    for kind, arm in arms:
+        pipe.hgetall(keys.metrics_duration(kind, arm))
+    return {arm: _text_counts(raw) for arm, raw in zip(arms, pipe.execute(), strict=True)}
+
+
+def _routing(conn: redis.Redis, catalog: Catalog) -> dict[str, Any]:
+    from genpool.ops.models import describe
+    from genpool.shared.routing import RoutingStore
+
+    return describe(RoutingStore(conn, catalog))
+
+
+def _budgets(conn: redis.Redis) -> dict[str, Any]:
+    from genpool.ops.budget import describe
+    from genpool.shared.ratelimit.budgets import BudgetStore
+
+    return describe(BudgetStore(conn))
 
 
 def _latency(conn: redis.Redis, models: Sequence[str]) -> dict[str, dict[str, int]]:

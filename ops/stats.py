@@ -23,33 +23,34 @@ from genpool.shared.settings import Settings
 def collect(conn: redis.Redis, settings: Settings) -> dict[str, Any]:
     """Everything `genpool stats --json` prints, for the catalog's models and any model the counters name."""
     catalog = load_catalog(settings)
-    return summarize(take(conn, catalog.models, catalog_limits(catalog)))
+    return summarize(take(conn, catalog.models, catalog_limits(catalog), catalog))
 
 
-def _show(data: dict[str, Any], as_json: bool, clear: bool) -> None:
+def _show(data: dict[str, Any], as_json: bool, clear: bool, by_arm: bool = False) -> None:
     if as_json:
         print(json.dumps(data, sort_keys=True), flush=True)
         return
     from rich.console import Console
 
-    from genpool.ops.tables import render
+    from genpool.ops.tables import render, render_arms
 
     console = Console()
     if clear:
         console.clear()
-    console.print(render(data))
+    console.print(render_arms(data) if by_arm else render(data))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genpool stats")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--watch", type=float, nargs="?", const=2.0, help="refresh every N seconds")
+    parser.add_argument("--by-arm", action="store_true", help="compare the A/B arms of each job kind")
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
         conn = connect(settings)
         while True:
-            _show(collect(conn, settings), args.json, clear=bool(args.watch))
+            _show(collect(conn, settings), args.json, clear=bool(args.watch), by_arm=args.by_arm)
             if not args.watch:
                 return 0
             time.sleep(args.watch)

@@ -68,7 +68,56 @@ def summarize(snap: Snapshot) -> dict[str, Any]:
         "fallbacks_by_kind": _fallbacks_by_kind(snap),
         "failures": _failures(snap),
         "queues": dict(snap.queues),
+        "arms": arms(snap),
+        "cache": cache(snap),
+        "routing": snap.routing,
+        "budgets": snap.budgets,
     }
+
+
+def arms(snap: Snapshot) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per job kind and routing arm: jobs, failure and fallback rates, job duration p50/p95, cost per job
+    (`genpool stats --by-arm`); each arm also compared with its kind's control arm."""
+    totals: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for name, labels, value in snap.rows:
+        if name.startswith("arm_") and "arm" in labels:
+            key = name if name != "arm_jobs_total" else f"jobs:{labels.get('status', '')}"
+            totals[(labels["kind"], labels["arm"])][key] += value
+    out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for (kind, arm), t in sorted(totals.items()):
+        finished, failed = t["jobs:finished"], t["jobs:failed"]
+        jobs = finished + failed
+        latency = latency_summary(snap.durations.get((kind, arm), {}))
+        out[kind][arm] = {
+            "jobs": jobs, "finished": finished, "failed": failed,
+            "failure_rate": _ratio(failed, jobs), "fallback_rate": _ratio(t["arm_fallback_jobs_total"], finished),
+            "cost_usd": round(t["arm_cost_usd_total"], 6), "cost_per_job_usd": _ratio(t["arm_cost_usd_total"], jobs, 8),
+            "p50_le_s": latency["p50_le_s"], "p95_le_s": latency["p95_le_s"],
+        }
+    for kind_arms in out.values():
+        _versus_control(kind_arms)
+    return dict(out)
+
+
+def _versus_control(kind_arms: dict[str, dict[str, Any]]) -> None:
+    control = kind_arms.get("control")
+    for arm, entry in kind_arms.items():
+        if control is None or arm == "control":
+            continue
+        entry["vs_control"] = {name: _ratio(entry[name] or 0.0, control[name] or 0.0, 3)
+                               for name in ("p50_le_s", "p95_le_s", "cost_per_job_usd", "fallback_rate")}
+
+
+def cache(snap: Snapshot) -> dict[str, Any]:
+    """Hits (served without a call), misses (cacheable jobs that paid), hit ratio and money saved."""
+    hits = sum(v for n, _, v in snap.rows if n == "cache_hits_total")
+    misses = sum(v for n, _, v in snap.rows if n == "cache_misses_total")
+    saved = sum(v for n, _, v in snap.rows if n == "cache_saved_usd_total")
+    return {"hits": hits, "misses": misses, "hit_ratio": _ratio(hits, hits + misses), "saved_usd": round(saved, 6)}
+
+
+def _ratio(part: float, whole: float, digits: int = 4) -> float | None:
+    return round(part / whole, digits) if whole else None
 
 
 def _derive(m: dict[str, float]) -> None:

@@ -17,7 +17,54 @@ def render(data: dict[str, Any]) -> Group:
     if data["failures"]:
         parts.append(Text("failed jobs: " + ", ".join(f"{k} x{v:.0f}" for k, v in data["failures"].items())))
     parts.append(Text("queued: " + ", ".join(f"{q}={n}" for q, n in data["queues"].items())))
+    parts += [Text(line) for line in control_lines(data)]
     return Group(*parts)
+
+
+def control_lines(data: dict[str, Any]) -> list[str]:
+    """The routing in force (overrides and splits), the budgets and the response cache, one line each."""
+    lines = []
+    routing = data.get("routing")
+    if routing:
+        changed = [f"{kind} {','.join(k['chain'])}" + (" (override)" if k["override"]["chain"] is not None else "")
+                   + "".join(f" split {m}={p:g}%" for m, p in k["split"].items())
+                   for kind, k in routing["kinds"].items() if k["override"]["chain"] is not None or k["split"]]
+        lines.append(f"routing v{routing['version']}: " + ("; ".join(changed) or "the catalog's chains"))
+    budgets = (data.get("budgets") or {}).get("budgets") or {}
+    if budgets:
+        lines.append("budgets today: " + ", ".join(
+            f"{scope} ${b['spent_usd']:,.2f} of ${b['limit_usd']:,.2f} ({b['percent']:.0f} %, {b['status']})"
+            for scope, b in budgets.items()))
+    cache = data.get("cache") or {}
+    if cache.get("hits") or cache.get("misses"):
+        ratio = cache["hit_ratio"] or 0.0
+        lines.append(f"response cache: {cache['hits']:.0f} hits / {cache['misses']:.0f} paid ({ratio:.0%} hit ratio), "
+                     f"saved ${cache['saved_usd']:,.4f}")
+    return lines
+
+
+def render_arms(data: dict[str, Any]) -> Group:
+    """`genpool stats --by-arm`: each kind's arms side by side; the seed's success metrics marked (fallback
+    rate under 5 %, generation time no worse than control)."""
+    table = _table("per job kind and routing arm (A/B)", ("kind", "arm", "jobs", "failed %", "fallback %",
+                                                          "p50 s", "p95 s", "$ / job", "p95 vs control"))
+    for kind, kind_arms in data["arms"].items():
+        for arm, a in kind_arms.items():
+            vs = (a.get("vs_control") or {}).get("p95_le_s")
+            fallback = _pct(a["fallback_rate"]) + (" !" if (a["fallback_rate"] or 0) >= 0.05 else "")
+            table.add_row(kind, arm, _n(a["jobs"]), _pct(a["failure_rate"]), fallback, _bound(a["p50_le_s"]),
+                          _bound(a["p95_le_s"]), f"{a['cost_per_job_usd'] or 0:.6f}",
+                          "-" if vs is None else f"{vs:.2f}x" + (" !" if vs > 1 else ""))
+    lines = [Text(line) for line in control_lines(data)[:1]]
+    return Group(table, Text("! = fallback rate 5 % or more, or p95 above the control arm's"), *lines)
+
+
+def _pct(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.1%}"
+
+
+def _bound(seconds: float | None) -> str:
+    return "-" if seconds is None else f"<= {seconds:g}"
 
 
 def _table(title: str, columns: tuple[str, ...]) -> Table:

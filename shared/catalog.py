@@ -54,9 +54,10 @@ class Catalog:
         except KeyError:
             raise ConfigError(f"model {model!r} is not in the catalog (known: {', '.join(sorted(self.models))})") from None
 
-    def chain_for(self, kind: str, override: str | None = None, allow_fallback: bool = True) -> tuple[str, ...]:
-        """The models a job of ``kind`` tries, in order."""
-        chain = self.chains[kind]
+    def chain_for(self, kind: str, override: str | None = None, allow_fallback: bool = True,
+                  base: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        """The models a job of ``kind`` tries, in order (from ``base``: the live routing's chain, if given)."""
+        chain = base or self.chains[kind]
         if override:
             chain = (override, *[m for m in chain if m != override])
         if not (allow_fallback and self.enable_fallback):

@@ -144,6 +144,12 @@ class OutputTruncated(Permanent):
     kind = "max_tokens"
 
 
+class BudgetExhausted(Permanent):
+    """Today's budget (the model's or the pool's, USD per Pacific day) is spent, and the job's policy is to fail."""
+
+    kind = "budget_exhausted"
+
+
 class AllModelsFailed(Permanent):
     """Every model in the chain failed; the message lists each model's last error."""
 
@@ -158,3 +164,9 @@ class Deferred(GenpoolError):
     def __init__(self, message: str, *, delay_s: float) -> None:
         super().__init__(message)
         self.delay_s = delay_s
+
+
+class BudgetDeferred(Deferred):
+    """Today's budget is spent: the job waits for the budget day to turn or a budget to be raised."""
+
+    kind = "budget_deferred"

@@ -63,6 +63,8 @@ class _Request(_Strict):
     system_instruction: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | None = None
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     safety: list[SafetySetting] = Field(default_factory=default_safety, max_length=10)
+    cache: bool | None = None  # serve an identical request's stored answer (None: GENPOOL_CACHE decides)
+    on_budget: Literal["defer", "fail"] | None = None  # a spent budget (None: GENPOOL_ON_BUDGET decides)
 
     def prompt_chars(self) -> int:
         return len(self.system_instruction or "")
@@ -185,7 +187,7 @@ class Envelope(_Strict):
 
 
 ADDED_ENVELOPE_FIELDS: dict[str, Any] = {"events": False, "account": None}
-ADDED_REQUEST_FIELDS: dict[str, Any] = {"stream": False, "json_schema": None}
+ADDED_REQUEST_FIELDS: dict[str, Any] = {"stream": False, "json_schema": None, "cache": None, "on_budget": None}
 
 
 def _drop_defaults(data: dict[str, Any], fields: dict[str, Any]) -> None:
@@ -235,3 +237,7 @@ class ResultRecord(BaseModel):
     conversation_id: str | None = None
     account: str | None = None
     finished_at: float = Field(default_factory=time.time)
+    routing_version: int = 0  # the routing in force when the job first started (genpool models show)
+    arm: str = "control"  # control, the candidate model of an A/B split, or request (the job named a model)
+    cache_hit: bool = False  # served from an identical request's answer: no call, cost 0
+    cached_from: str | None = None  # the job whose paid answer this is

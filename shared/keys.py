@@ -53,6 +53,66 @@ def model_state(model: str) -> str:
     return f"{_model_tag(model)}:state"
 
 
+def model_budget(model: str) -> str:
+    """Hash: the model's USD budget per Pacific day, in micro-USD: limit, day, spent, held, alerted
+    (shared/budget.py). In the model's hash tag: acquire and settle touch it in the model's own script call."""
+    return f"{_model_tag(model)}:budget"
+
+
+def pool_budget() -> str:
+    """Hash: the whole pool's budget record (fields as ``model_budget``). Outside every model's hash tag, so a
+    script that touches it with a model's keys is not Redis Cluster slot-safe (RQ does not run on Cluster)."""
+    return f"{PREFIX}:budget:pool"
+
+
+def budgets() -> str:
+    """Hash: which budgets exist (field ``model:<id>`` or ``pool`` -> limit micro-USD) and ``version``,
+    polled by the workers so acquire passes budget keys only when a budget is set."""
+    return f"{PREFIX}:budgets"
+
+
+def budget_parked() -> str:
+    """Sorted set: '<queue>|<job id>' of jobs deferred because a budget was spent (score: when); `genpool budget
+    set` moves them back to now."""
+    return f"{PREFIX}:budget:parked"
+
+
+def spend_day(day: int) -> str:
+    """Hash (TTL): micro-USD spent per model on one Pacific day (``day`` = days since the epoch, Pacific)."""
+    return f"{PREFIX}:spend:{day}"
+
+
+def routing() -> str:
+    """Hash: the routing in force: ``version`` and per job kind ``chain:<kind>`` (m1,m2,..) and
+    ``split:<kind>`` (model=basis points,..). Written only by ``shared/lua/routing.lua``."""
+    return f"{PREFIX}:routing"
+
+
+def routing_catalog() -> str:
+    """Hash: the chains of the catalog + environment of the worker that started last (it wins at start)."""
+    return f"{PREFIX}:routing:catalog"
+
+
+def routing_override() -> str:
+    """Hash: an operator's run-time chains and splits (`genpool models set-chain | split`) until rollback."""
+    return f"{PREFIX}:routing:override"
+
+
+def job_route(job_id: str) -> str:
+    """String (TTL): the route a job resolved at its first start, 'version|arm|m1,m2,..', kept across re-runs."""
+    return f"{PREFIX}:route:{job_id}"
+
+
+def cache_entry(digest: str) -> str:
+    """String (JSON, TTL): a stored answer for a request digest (worker/cache.py)."""
+    return f"{PREFIX}:cache:{digest}"
+
+
+def cache_lead(digest: str) -> str:
+    """String (lease): the job making the paid call for a request digest; the others wait for its answer."""
+    return f"{PREFIX}:cache:{digest}:lead"
+
+
 def result(job_id: str) -> str:
     """String (JSON): the job's genpool result record."""
     return f"{PREFIX}:result:{job_id}"
@@ -89,6 +149,11 @@ def metrics_counters() -> str:
 def metrics_latency(model: str) -> str:
     """Hash: latency histogram buckets for one model."""
     return f"{METRICS_PREFIX}:latency:{model}"
+
+
+def metrics_duration(kind: str, arm: str) -> str:
+    """Hash: job duration histogram per job kind and routing arm (field = bucket upper bound, value = jobs)."""
+    return f"{METRICS_PREFIX}:duration:{kind}:{arm}"
 
 
 def metrics_timeline(hour: int) -> str:

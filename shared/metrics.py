@@ -19,6 +19,7 @@ from typing import Any
 from redis.client import Pipeline
 
 from genpool.shared import keys
+from genpool.shared.ratelimit.days import current_pacific_offset_ms, day_index
 
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, float("inf"))
 #: Timeline resolution: a minute is too coarse to see a burst against a per-minute quota.
@@ -26,6 +27,12 @@ TIMELINE_STEP_S = 10
 TIMELINE_KEY_SPAN_S = 3600
 TIMELINE_TTL_S = 2 * 24 * 3600
 TIMELINE_OUTCOMES = ("ok", "rate_limited", "error")
+SPEND_DAY_TTL_S = 3 * 24 * 3600
+
+
+def spend_day_key(at_s: float) -> str:
+    """Today's spend hash, by this host's clock and the Pacific day (the budgets' day)."""
+    return keys.spend_day(day_index(int(at_s * 1000), current_pacific_offset_ms()))
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,8 @@ class MetricsBatch:
     counters: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     latency: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     timeline: dict[tuple[int, str], int] = field(default_factory=lambda: defaultdict(int))
+    durations: dict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
+    spend: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # model -> micro-USD, today
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
         self.counters[field_name(name, labels)] += amount
@@ -67,6 +76,16 @@ class MetricsBatch:
         self.latency[(model, bucket_label(seconds))] += 1
         self.inc("latency_seconds_sum", seconds, model=model)
         self.inc("latency_seconds_count", 1, model=model)
+
+    def observe_duration(self, kind: str, arm: str, seconds: float) -> None:
+        """A job's duration in its kind's and routing arm's histogram (A/B comparison)."""
+        self.durations[(kind, arm, bucket_label(seconds))] += 1
+        self.inc("job_duration_seconds_sum", seconds, kind=kind, arm=arm)
+        self.inc("job_duration_seconds_count", 1, kind=kind, arm=arm)
+
+    def add_spend(self, model: str, micro_usd: int) -> None:
+        """Money a call cost, counted per model per Pacific day (budgets start from it when set mid-day)."""
+        self.spend[model] += micro_usd
 
     def timeline_call(self, model: str, outcome: str, at_s: float | None = None) -> None:
         """One Gemini call in the report's timeline; ``outcome`` is an attempt outcome (error kind or "ok")."""
@@ -87,6 +106,13 @@ class MetricsBatch:
             pipe.hincrby(keys.metrics_timeline(span), name, count)
         for span in {span for span, _ in self.timeline}:
             pipe.expire(keys.metrics_timeline(span), TIMELINE_TTL_S)
+        for (kind, arm, bucket), count in self.durations.items():
+            pipe.hincrby(keys.metrics_duration(kind, arm), bucket, count)
+        if self.spend:
+            day_key = spend_day_key(time.time())
+            for model, micro in self.spend.items():
+                pipe.hincrby(day_key, model, micro)
+            pipe.expire(day_key, SPEND_DAY_TTL_S)
 
 
 def read_counters(raw: Mapping[bytes, bytes]) -> list[tuple[str, dict[str, str], float]]:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from genpool.shared.contract import JOB_KINDS
 from genpool.shared.errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -70,6 +71,16 @@ def _bool(value: Any) -> Any:
     raise ValueError("bool_parsing")
 
 
+def _on_budget(value: Any) -> Any:
+    """``defer`` | ``fail`` for every kind, or per kind: ``defer,image=fail`` (the first item without a kind
+    is the default)."""
+    for item in str(value).lower().replace(" ", "").split(","):
+        kind, _, policy = item.rpartition("=")
+        if policy not in ("defer", "fail") or kind not in ("", *JOB_KINDS):
+            raise ValueError("on_budget")
+    return str(value).lower().replace(" ", "")
+
+
 Bool = Annotated[bool, BeforeValidator(_bool)]
 Count = Annotated[int, BeforeValidator(_is_int)]
 
@@ -108,6 +119,12 @@ class Settings(BaseModel):
     breaker_open_s: float = Field(30.0, ge=0.1, alias="GENPOOL_BREAKER_OPEN_S")  # doubled per failed probe
     breaker_max_open_s: float = Field(300.0, ge=0.1, alias="GENPOOL_BREAKER_MAX_OPEN_S")
     not_found_open_s: float = Field(3600.0, ge=1, alias="GENPOOL_NOT_FOUND_OPEN_S")  # a 404 marks it down this long
+    # the response cache for jobs that do not say (`cache`): off, on, or temperature0 (jobs with temperature 0)
+    cache_default: Annotated[Literal["off", "on", "temperature0"], BeforeValidator(_lower)] = Field(
+        "off", alias="GENPOOL_CACHE")
+    cache_ttl_s: Count = Field(86_400, ge=1, alias="GENPOOL_CACHE_TTL_S")
+    # a job whose budgets are spent: defer (until the budget day turns or a budget is raised) or fail
+    on_budget: Annotated[str, AfterValidator(_on_budget)] = Field("defer", alias="GENPOOL_ON_BUDGET")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, dotenv_path: Path | None = Path(".env")) -> Settings:
@@ -117,6 +134,11 @@ class Settings(BaseModel):
             return cls.model_validate(given)
         except pydantic.ValidationError as exc:
             raise ConfigError(describe(exc, given)) from None
+
+    def budget_policy(self, kind: str) -> str:
+        """``defer`` or ``fail``: what a job of ``kind`` does when its budgets are spent."""
+        policies = dict(item.rpartition("=")[::2] for item in self.on_budget.split(","))
+        return policies.get(kind, policies.get("", "defer"))
 
     def require_api_key(self) -> str:
         if not self.gemini_api_key:
@@ -139,6 +161,8 @@ def _problem(name: str, raw: str, err: Any) -> str:
         kind = str(ctx.get("error", ""))
     if kind in ("greater_than_equal", "greater_than"):
         return f"{name}={raw!r} must be at least {ctx.get('ge', ctx.get('gt'))}"
+    if kind == "on_budget":
+        return f"{name}={raw!r}: use defer or fail, or per kind e.g. defer,image=fail"
     if kind == "bool_parsing":
         return f"{name}={raw!r}: use true or false"
     if kind == "literal_error":

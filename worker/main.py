@@ -18,6 +18,7 @@ from genpool.shared.catalog import Catalog
 from genpool.shared.errors import ConfigError, GenpoolError
 from genpool.shared.ratelimit import RedisLimiter
 from genpool.shared.ratelimit.limits import format_changes
+from genpool.shared.routing import RoutingStore
 from genpool.shared.settings import Settings
 from genpool.worker import logs, stalls
 from genpool.worker.pool import PoolWorker, queues_for
@@ -68,8 +69,23 @@ def prepare(settings: Settings) -> Runtime:
     runtime = Runtime.build(settings)
     check_redis(runtime.redis, _redacted(settings.redis_url))
     sync_limits(runtime.limiter, runtime.catalog)
+    sync_routing(runtime.routes)
+    runtime.control.poll()  # the routing and budgets in force before the first job
     set_runtime(runtime)
     return runtime
+
+
+def sync_routing(routes: RoutingStore) -> None:
+    """The catalog's chains (and GEMINI_IMAGE_MODEL etc.) win at start, as the limits do; one line per change,
+    and one that an operator's override is still in force."""
+    change = routes.sync()
+    if change.before is not None:
+        for line in change.lines():
+            log.info("routing %s (catalog)", line)
+    if change.override:
+        fields = " ".join(f"{k}={v}" for k, v in sorted(change.override.items()))
+        log.warning("routing: operator override in force (%s); `genpool models rollback KIND` returns to the "
+                    "catalog", fields)
 
 
 def sync_limits(limiter: RedisLimiter, catalog: Catalog) -> None:
@@ -118,6 +134,7 @@ def run_one(settings: Settings, concurrency: int, burst: bool) -> int:
     stop = threading.Event()
     start_spool_drainer(runtime, stop)
     stalls.start_watch(runtime.runner.report_stalls, stop)
+    runtime.control.start(stop)
     log.info("worker %s: %d jobs in flight at most, queues %s", worker.name, concurrency,
              ", ".join(q.name for q in worker.queues))
     try:

@@ -12,6 +12,7 @@ it (every override of RQ's internals) is ``genpool.worker.rqcompat``; this modul
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import redis
@@ -21,9 +22,10 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from genpool.shared import keys
-from genpool.shared.errors import Deferred
+from genpool.shared.errors import BudgetDeferred, Deferred
 from genpool.worker.abandoned import record_abandoned
 from genpool.worker.jobguard import GenpoolJob, record_refusal
+from genpool.worker.rqcompat.scheduler import reschedule_now
 from genpool.worker.rqcompat.worker import ThreadedWorker
 from genpool.worker.runner import JobFailed
 
@@ -44,10 +46,30 @@ class PoolWorker(ThreadedWorker):
         if isinstance(exc, Deferred):
             log.info("job %s: no model can take it soon; back on the queue in %.1f s", job.id, exc.delay_s)
             self.defer(job, queue, execution, exc.delay_s)
+            if isinstance(exc, BudgetDeferred):  # back at once when a budget is raised (genpool budget set)
+                park(self.connection, queue.name, job.id)
             return True
         if isinstance(exc, JobFailed):
             job.retries_left = 0  # a terminal genpool failure: RQ's Retry is only for worker deaths
         return False
+
+
+def park(connection: redis.Redis, queue_name: str, job_id: str) -> None:
+    """Note a job deferred for a spent budget; entries older than a budget day are dropped here."""
+    now_s = time.time()
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.zadd(keys.budget_parked(), {f"{queue_name}|{job_id}": now_s})
+        pipe.zremrangebyscore(keys.budget_parked(), 0, now_s - 86_400)
+        pipe.execute()
+
+
+def resume_parked(connection: redis.Redis) -> int:
+    """Every job parked for a spent budget becomes due now (a budget changed); returns how many."""
+    with connection.pipeline(transaction=True) as pipe:
+        pipe.zrange(keys.budget_parked(), 0, -1)
+        pipe.delete(keys.budget_parked())
+        members, _ = pipe.execute()
+    return reschedule_now(connection, [(q, j) for q, _, j in (m.decode().partition("|") for m in members)])
 
 
 def queues_for(connection: redis.Redis) -> list[Queue]:

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from genpool.shared.errors import QuotaScope
 from genpool.shared.jobs import Request, ResultRecord, StorageRef
 from genpool.shared.metrics import MetricsBatch
+from genpool.shared.ratelimit.decision import BudgetHold
 from genpool.worker.answers import Generation
 from genpool.worker.gemini import Call, Turn
 from genpool.worker.progress import EventSink
@@ -36,12 +37,16 @@ class Decision(Protocol):
     @property
     def start_at_ms(self) -> int: ...  # when the granted call may start, on Redis's clock
 
+    @property
+    def hold(self) -> BudgetHold | None: ...  # what the grant holds of the budgets set (settle with it)
+
 
 class Limiter(Protocol):
     def acquire(self, model: str, requests: int = 1, tokens: int = 0, images: int = 0,
-                max_wait_ms: int = 0) -> Decision: ...
+                max_wait_ms: int = 0, cost_micro: int = 0) -> Decision: ...
 
-    def settle(self, model: str, start_ms: int, reserved_tokens: int, actual_tokens: int) -> Any: ...
+    def settle(self, model: str, start_ms: int, reserved_tokens: int, actual_tokens: int,
+               hold: BudgetHold | None = None, actual_micro: int = 0) -> Any: ...
 
     def release(self, model: str, start_ms: int, requests: int = 1, tokens: int = 0, images: int = 0) -> Any: ...
 
@@ -63,7 +68,7 @@ class Gateway(Protocol):
 
 
 class Results(Protocol):
-    def get(self, job_id: str) -> ResultRecord | None: ...
+    def begin(self, job_id: str, route: str) -> tuple[ResultRecord | None, str]: ...
 
     def history(self, conversation_id: str) -> list[Turn]: ...
 

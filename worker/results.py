@@ -22,6 +22,7 @@ from genpool.worker.spool import Spool
 log = logging.getLogger("genpool.results")
 CONVERSATION_TTL_S = 30 * 24 * 3600
 SPEND_TTL_S = 2 * 24 * 3600  # an account's spend per UTC day is read on that day only
+ROUTE_PIN_TTL_S = 2 * 24 * 3600  # longer than a job waits: a budget deferral lasts until midnight at most
 
 
 class ResultStore:
@@ -42,6 +43,16 @@ class ResultStore:
     def get(self, job_id: str) -> ResultRecord | None:
         raw = self._redis.get(keys.result(job_id))
         return ResultRecord.model_validate_json(raw) if raw else None
+
+    def begin(self, job_id: str, route: str) -> tuple[ResultRecord | None, str]:
+        """The job's record if it has one, and its route: ``route``, or the one its first run pinned (one
+        round trip, as ``get`` alone was): a re-run or a deferred job keeps the chain it started with."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(keys.result(job_id))
+        pipe.set(keys.job_route(job_id), route, nx=True, ex=ROUTE_PIN_TTL_S)
+        pipe.get(keys.job_route(job_id))
+        raw, _, pinned = pipe.execute()
+        return (ResultRecord.model_validate_json(raw) if raw else None), (pinned or route.encode()).decode()
 
     def history(self, conversation_id: str) -> list[Turn]:
         turns = self._redis.lrange(keys.conversation(conversation_id), 0, -1)
@@ -91,6 +102,7 @@ class ResultStore:
         """One round trip. A conversation's turns (and structured state) are written before the record:
         once the record exists, the next turn (which waits for it) reads the whole history."""
         pipe = self._redis.pipeline(transaction=False)
+        pipe.delete(keys.job_route(record.id))
         if new_turns and record.conversation_id:
             conv = keys.conversation(record.conversation_id)
             pipe.rpush(conv, *[json.dumps(list(t)) for t in new_turns])

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from genpool.shared import contract
 from genpool.shared import errors as e
+from genpool.shared.budget import EXHAUSTED, CostEstimator, cost_micro
 from genpool.shared.catalog import Catalog, ModelSpec
 from genpool.shared.jobs import ChatRequest, Envelope, ImageRequest, Request, ResultRecord, StorageRef
+from genpool.shared.routing import LiveRouting, Route, RoutingTable
 from genpool.worker import policy
 from genpool.worker.answers import Generation
+from genpool.worker.cache import CachedAnswer, ResponseCache, cache_key
 from genpool.worker.gemini import Call, Turn
 from genpool.worker.ports import Decision, Ports
 from genpool.worker.progress import Progress
@@ -39,6 +43,7 @@ class NoCapacity(e.GenpoolError):
     def __init__(self, wait_s: float, reason: str) -> None:
         super().__init__(f"no capacity for {wait_s:.1f} s ({reason})")
         self.wait_s = wait_s
+        self.reason = reason
 
 
 class Skipped(e.ModelUnavailable):
@@ -67,6 +72,7 @@ class RunnerConfig:
     spill_wait_s: float = 1.0
     spillover: bool = True  # when the head model has no capacity soon, use the next model in the chain
     backoff: policy.Backoff = policy.Backoff()
+    budget_policy: Callable[[str], str] = lambda kind: "defer"  # per kind: a spent budget defers or fails
 
 
 def estimate_tokens(request: Request) -> int:
@@ -74,10 +80,14 @@ def estimate_tokens(request: Request) -> int:
 
 
 class Runner:
-    def __init__(self, ports: Ports, catalog: Catalog, config: RunnerConfig | None = None) -> None:
+    def __init__(self, ports: Ports, catalog: Catalog, config: RunnerConfig | None = None,
+                 routing: LiveRouting | None = None, cache: ResponseCache | None = None) -> None:
         self.ports = ports
         self.catalog = catalog
         self.config = config or RunnerConfig()
+        self.routing = routing or LiveRouting(RoutingTable.from_catalog(catalog))  # kept fresh by worker/control
+        self.cache = cache
+        self.estimator = CostEstimator()  # what a call holds of a budget before it is made
         self.inflight = InFlight()  # this process's calls per model, shared by its job threads
 
     def run(self, envelope: Envelope, rerun: bool = False) -> ResultRecord:
@@ -85,16 +95,15 @@ class Runner:
 
         ``rerun``: this job ran before (its worker died); look for an output already stored before
         paying for a second call."""
-        existing = self.ports.results.get(envelope.job_id)
+        existing, route = self._begin(envelope)
         if existing is not None:
             return existing  # retried after the result was stored: no second call, no second object
         request = envelope.request
-        chain = self.catalog.chain_for(request.kind, request.model, request.allow_fallback)
         progress = Progress(self.ports.events if envelope.events else None, envelope.job_id)
-        trace = Trace(envelope.job_id, request.kind, self.ports.wall(), chain, progress=progress,
-                      account=envelope.account)
+        trace = Trace(envelope.job_id, request.kind, self.ports.wall(), route.chain, version=route.version,
+                      arm=route.arm, progress=progress, account=envelope.account)
         progress.emit("started", rerun=rerun)
-        recovered = self._recover(envelope, trace, chain) if rerun else None
+        recovered = self._recover(envelope, trace, route.chain) if rerun else None
         if recovered is not None:
             progress.ended(recovered)
             return recovered
@@ -103,14 +112,66 @@ class Runner:
         if progress.enabled and getattr(request, "stream", False):
             call = replace(call, on_chunk=progress.chunk)
         deadline_at = self.ports.clock() + envelope.deadline_s
+        if self.cache is not None and self.cache.wanted(request):
+            return self._through_cache(self.cache, envelope, trace, call, history, deadline_at)
+        return self._paid(envelope, trace, call, history, deadline_at)[0]
+
+    def _begin(self, envelope: Envelope) -> tuple[ResultRecord | None, Route]:
+        """The job's record if it has one; its route, resolved in memory from the routing in force, or the
+        one its first run pinned (a re-run or a deferred job finishes on the chain it started with)."""
+        request = envelope.request
+        route = self.routing.table.route(request.kind, envelope.job_id, request.model)
+        route = replace(route, chain=self.catalog.chain_for(request.kind, request.model, request.allow_fallback,
+                                                            base=route.chain))
+        existing, pinned = self.ports.results.begin(envelope.job_id, route.to_text())
         try:
-            model, gen = self._walk(call, chain, trace, deadline_at)
+            return existing, Route.from_text(pinned)
+        except ValueError:
+            log.warning("job %s: unreadable route pin %r; running on %s", envelope.job_id, pinned, route.to_text())
+            return existing, route
+
+    def _paid(self, envelope: Envelope, trace: Trace, call: Call, history: list[Turn],
+              deadline_at: float) -> tuple[ResultRecord, Generation]:
+        try:
+            model, gen = self._walk(call, trace.chain, trace, deadline_at)
         except e.Deferred as exc:
-            progress.emit("deferred", delay_s=round(exc.delay_s, 3))
+            if trace.progress is not None:
+                trace.progress.emit("deferred", delay_s=round(exc.delay_s, 3))
             raise
         except e.GenpoolError as exc:
             raise self.fail(envelope, trace, exc) from exc
-        return self._finish(envelope, trace, model, gen, history)
+        return self._finish(envelope, trace, model, gen, history), gen
+
+    def _through_cache(self, cache: ResponseCache, envelope: Envelope, trace: Trace, call: Call,
+                       history: list[Turn], deadline_at: float) -> ResultRecord:
+        """Served from an identical request's answer, or this job leads: it pays and stores the answer."""
+        request = envelope.request
+        lease_s = min(max(0.1, deadline_at - self.ports.clock()), self._lease_s(trace.chain))
+        found = cache.join(cache_key(request, trace.chain, history), lease_s, deadline_at)
+        if isinstance(found, CachedAnswer):
+            record = trace.cached(found, self.ports.wall(), _conversation(request))
+            self.ports.results.save(record, trace.metrics, _new_turns(request, found.text),
+                                    _state(request, found.text.encode()))
+            if trace.progress is not None:
+                trace.progress.ended(record)
+            return record
+        trace.metrics.inc("cache_misses_total", kind=request.kind)
+        try:
+            record, gen = self._paid(envelope, trace, call, history, deadline_at)
+        except BaseException:
+            cache.abandon(found)
+            raise
+        answer = CachedAnswer.of(record, request, gen.text)
+        if answer is not None:
+            cache.publish(found, answer)
+        else:
+            cache.abandon(found)
+        return record
+
+    def _lease_s(self, chain: tuple[str, ...]) -> float:
+        """How long a leading job may take before an identical waiting job leads instead: one attempt on
+        every model of its chain plus the longest limiter wait."""
+        return sum(self._spec(m).timeout_s for m in chain) + self.config.max_limiter_wait_s
 
     def fail(self, envelope: Envelope, trace: Trace, exc: e.GenpoolError) -> JobFailed:
         record = trace.failure(exc, self.ports.wall())
@@ -146,7 +207,7 @@ class Runner:
     def _walk(self, call: Call, chain: tuple[str, ...], trace: Trace, deadline_at: float) -> tuple[str, Generation]:
         tokens = estimate_tokens(call.request)
         soon_s = min(self.config.spill_wait_s, self.config.max_limiter_wait_s)
-        waits: dict[str, float] = {}  # models with no capacity within soon_s -> their wait
+        waits: dict[str, NoCapacity] = {}  # models with no capacity within soon_s -> their wait
         for position, model in enumerate(chain):
             if position:
                 _fallback_event(trace, chain[position - 1], model)
@@ -154,7 +215,7 @@ class Runner:
             if isinstance(outcome, Generation):
                 return model, outcome
             if outcome is not None:
-                trace.skip(model, "no_capacity")
+                trace.skip(model, "budget" if outcome.reason == EXHAUSTED else "no_capacity")
                 waits[model] = outcome
                 if not self.config.spillover:
                     break
@@ -163,9 +224,10 @@ class Runner:
         return self._wait_for_soonest(call, trace, deadline_at, tokens, waits)
 
     def _wait_for_soonest(self, call: Call, trace: Trace, deadline_at: float, tokens: int,
-                          waits: dict[str, float]) -> tuple[str, Generation]:
+                          waits: dict[str, NoCapacity]) -> tuple[str, Generation]:
         """Second pass: no model can start soon; wait for the soonest one still untried, or defer the job."""
-        untried = {m: w for m, w in waits.items() if not any(a.model == m and a.attempt for a in trace.attempts)}
+        untried = {m: w.wait_s for m, w in waits.items()
+                   if not any(a.model == m and a.attempt for a in trace.attempts)}
         soonest = min(untried, key=untried.__getitem__, default=None)
         if soonest is not None and self.config.spill_wait_s < untried[soonest] <= self.config.max_limiter_wait_s:
             outcome = self._try(call, soonest, trace, deadline_at, tokens, self.config.max_limiter_wait_s)
@@ -175,12 +237,22 @@ class Runner:
             if outcome is not None:
                 waits[soonest] = outcome
         if waits and not any(a.attempt for a in trace.attempts):
-            delay_s = min(waits.values())
-            raise e.Deferred(f"no model can take the job soon: {trace.summary_of_failures()}", delay_s=delay_s)
+            raise self._no_model_soon(call.request, trace, waits)
         raise e.AllModelsFailed(f"all models failed: {trace.summary_of_failures()}")
 
+    def _no_model_soon(self, request: Request, trace: Trace, waits: Mapping[str, NoCapacity]) -> e.GenpoolError:
+        """Back on the queue until the soonest model has room; when every one waits for a spent budget, the
+        job's budget policy decides: defer (until the budget day turns or a budget is raised) or fail."""
+        delay_s = min(w.wait_s for w in waits.values())
+        why = f"no model can take the job soon: {trace.summary_of_failures()}"
+        if not all(w.reason == EXHAUSTED for w in waits.values()):
+            return e.Deferred(why, delay_s=delay_s)
+        if (request.on_budget or self.config.budget_policy(request.kind)) == "fail":
+            return e.BudgetExhausted(f"today's budget is spent for every model of the chain: {', '.join(waits)}")
+        return e.BudgetDeferred(why, delay_s=delay_s)
+
     def _try(self, call: Call, model: str, trace: Trace, deadline_at: float, tokens: int,
-             max_wait_s: float) -> Generation | float | None:
+             max_wait_s: float) -> Generation | NoCapacity | None:
         """One model: its answer; or its wait (no capacity within max_wait_s); or None (skipped or failed)."""
         spec = self._spec(model)
         if tokens > spec.input_token_limit:
@@ -189,7 +261,7 @@ class Runner:
         try:
             return self._on_model(call, spec, trace, deadline_at, tokens, max_wait_s)
         except NoCapacity as exc:
-            return exc.wait_s
+            return exc
         except Skipped as exc:
             trace.skip(model, str(exc))
         except e.GenpoolError as exc:
@@ -213,7 +285,9 @@ class Runner:
         ports, model = self.ports, spec.id
         images = 1 if isinstance(call.request, ImageRequest) else 0
         max_wait_ms = int(min(max_wait_s, max(0.0, deadline_at - ports.clock())) * 1000)
-        decision = ports.limiter.acquire(model, requests=1, tokens=tokens, images=images, max_wait_ms=max_wait_ms)
+        cost = self.estimator.estimate(spec, tokens, images, call.request.generation.max_output_tokens)
+        decision = ports.limiter.acquire(model, requests=1, tokens=tokens, images=images, max_wait_ms=max_wait_ms,
+                                         cost_micro=cost)
         if decision.status == "unavailable":
             raise Skipped(decision.reason or "unavailable")
         if decision.status != "granted":
@@ -228,20 +302,26 @@ class Runner:
         try:
             gen = self._generate(call, model, timeout_s, decision.now_ms)
         except e.GenpoolError as exc:
-            is_open = self._on_error(model, exc, decision)
+            is_open = self._on_error(model, exc, decision, tokens)
             trace.attempt(model, exc.kind, ports.clock() - started, wait_s, decision.start_at_ms)
             trace.model_failed(model, exc)
             if is_open:
                 raise BreakerOpen(exc) from exc
             raise
-        self._after_success(model, tokens, gen, decision)
+        self._after_success(spec, tokens, gen, decision, trace)
         trace.attempt(model, "ok", ports.clock() - started, wait_s, decision.start_at_ms)
         return gen
 
-    def _after_success(self, model: str, tokens: int, gen: Generation, decision: Decision) -> None:
+    def _after_success(self, spec: ModelSpec, tokens: int, gen: Generation, decision: Decision,
+                       trace: Trace) -> None:
         """Bookkeeping after a paid answer: a Redis outage here must not throw the answer away."""
+        model = spec.id
+        self.estimator.observe(model, gen.output_tokens)
         try:
-            self.ports.limiter.settle(model, decision.start_at_ms, tokens, gen.prompt_tokens)
+            used = self.ports.limiter.settle(model, decision.start_at_ms, tokens, gen.prompt_tokens, hold=decision.hold,
+                                             actual_micro=cost_micro(spec, gen.prompt_tokens, gen.output_tokens,
+                                                                     gen.images))
+            trace.budget_alerts(used or {})
             if decision.probe:
                 self.ports.availability.record_success(model)
         except e.ServiceUnavailable as exc:
@@ -271,12 +351,15 @@ class Runner:
                 reported += 1
         return reported
 
-    def _on_error(self, model: str, exc: e.GenpoolError, decision: Decision) -> bool:
+    def _on_error(self, model: str, exc: e.GenpoolError, decision: Decision, tokens: int) -> bool:
         """Tell the limiter / breaker; True when the model's breaker is open now.
 
         A failed call's reservation stays counted: the provider may have counted it (a 5xx or a timeout
-        after admission), and a 429 tops the window up anyway (penalize)."""
+        after admission), and a 429 tops the window up anyway (penalize). Its budget hold is given back:
+        a failed call is not billed."""
         ports = self.ports
+        if decision.hold is not None:
+            ports.limiter.settle(model, decision.start_at_ms, tokens, tokens, hold=decision.hold, actual_micro=0)
         if isinstance(exc, e.RateLimited):
             ports.limiter.penalize(model, int(policy.retry_after_s(exc) * 1000) or 1000, exc.scope)
         signal = policy.breaker_signal(exc, decision.probe)
@@ -294,19 +377,30 @@ class Runner:
         spec = self._spec(model)
         ref = self.ports.results.store_output(envelope.job_id, request.kind, model, gen)
         cost = spec.cost_usd(gen.prompt_tokens, gen.output_tokens, gen.images)
-        chat = request if isinstance(request, ChatRequest) else None
-        conv = chat.conversation_id if chat is not None else None
-        record = trace.success(model, gen, cost, ref, self.ports.wall(), conv)
-        new_turns: list[Turn] | None = None
-        state: bytes | None = None
-        if chat is not None and conv:
-            new_turns = [(m.role, m.text) for m in chat.messages or []]
-            new_turns += [("user", chat.message or ""), ("model", gen.text)]
-            state = gen.body if chat.json_schema is not None else None  # the structured reply, kept beside the history
-        self.ports.results.save(record, trace.metrics, new_turns, state)
+        record = trace.success(model, gen, cost, ref, self.ports.wall(), _conversation(request))
+        self.ports.results.save(record, trace.metrics, _new_turns(request, gen.text), _state(request, gen.body))
         if trace.progress is not None:
             trace.progress.ended(record)
         return record
+
+
+def _conversation(request: Request) -> str | None:
+    return request.conversation_id if isinstance(request, ChatRequest) else None
+
+
+def _new_turns(request: Request, answer: str) -> list[Turn] | None:
+    """What a conversation gains: the turns the job sent, then the model's answer."""
+    if not (isinstance(request, ChatRequest) and request.conversation_id):
+        return None
+    turns: list[Turn] = [(m.role, m.text) for m in request.messages or []]
+    return turns + [("user", request.message or ""), ("model", answer)]
+
+
+def _state(request: Request, body: bytes) -> bytes | None:
+    """A structured conversation's latest reply, kept beside its history."""
+    if isinstance(request, ChatRequest) and request.conversation_id and request.json_schema is not None:
+        return body
+    return None
 
 
 def _fallback_event(trace: Trace, previous: str, model: str) -> None:

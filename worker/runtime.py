@@ -11,10 +11,14 @@ import redis
 
 from genpool.shared.catalog import Catalog, load_catalog
 from genpool.shared.ratelimit.availability import Availability, BreakerPolicy
+from genpool.shared.ratelimit.budgets import BudgetView
 from genpool.shared.ratelimit.store import RedisLimiter
 from genpool.shared.redisconn import connect
+from genpool.shared.routing import LiveRouting, RoutingStore, RoutingTable
 from genpool.shared.settings import Settings
 from genpool.shared.storage import S3Store
+from genpool.worker.cache import ResponseCache
+from genpool.worker.control import ControlWatch
 from genpool.worker.gemini import GeminiGateway
 from genpool.worker.ports import Ports
 from genpool.worker.progress import RedisEvents
@@ -37,6 +41,8 @@ class Runtime:
     results: ResultStore
     runner: Runner
     limiter: RedisLimiter
+    routes: RoutingStore
+    control: ControlWatch  # keeps the runner's routing and the limiter's budgets current
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -45,13 +51,19 @@ class Runtime:
         store = S3Store.from_settings(settings)
         spool = Spool(settings.spool_dir)
         results = ResultStore(conn, store, spool, settings.s3_prefix, settings.result_ttl_s)
-        limiter = RedisLimiter(conn, {m: s.limits for m, s in catalog.models.items()})
+        budgets = BudgetView()
+        limiter = RedisLimiter(conn, {m: s.limits for m, s in catalog.models.items()}, budgets=budgets)
         gateway = GeminiGateway(settings, max_connections=max(256, settings.concurrency * 2))
         availability = Availability(conn, BreakerPolicy.from_settings(settings))
         ports = Ports(gateway=gateway, limiter=limiter, availability=availability, results=results,
                       clock=time.monotonic, wall=time.time, sleep=time.sleep, events=RedisEvents(conn))
-        runner = Runner(ports, catalog, RunnerConfig(max_limiter_wait_s=settings.max_limiter_wait_s))
-        return cls(settings, catalog, conn, store, spool, results, runner, limiter)
+        routing = LiveRouting(RoutingTable.from_catalog(catalog))
+        cache = ResponseCache(conn, settings.cache_ttl_s, settings.cache_default, time.monotonic, time.sleep)
+        config = RunnerConfig(max_limiter_wait_s=settings.max_limiter_wait_s, budget_policy=settings.budget_policy)
+        runner = Runner(ports, catalog, config, routing, cache)
+        routes = RoutingStore(conn, catalog)
+        return cls(settings, catalog, conn, store, spool, results, runner, limiter, routes,
+                   ControlWatch(conn, routes, routing, budgets))
 
 
 _runtime: Runtime | None = None

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from genpool.shared.errors import GenpoolError
 from genpool.shared.jobs import AttemptRecord, ErrorInfo, ResultRecord, StorageRef
 from genpool.shared.metrics import MetricsBatch
 from genpool.worker.answers import Generation
+from genpool.worker.cache import CachedAnswer
 from genpool.worker.progress import Progress
 
 log = logging.getLogger("genpool.attempt")
+budget_log = logging.getLogger("genpool.budget")
 
 
 @dataclass
@@ -25,6 +28,8 @@ class Trace:
     metrics: MetricsBatch = field(default_factory=MetricsBatch)
     progress: Progress | None = None  # the job's live events (only jobs submitted with events)
     account: str | None = None
+    version: int = 0  # the routing version and arm the job runs on (shared/routing.py)
+    arm: str = "control"
 
     def attempt(self, model: str, outcome: str, latency_s: float, wait_s: float, start_ms: int = 0) -> None:
         number = sum(1 for a in self.attempts if a.model == model and a.outcome != "skipped") + 1
@@ -48,6 +53,16 @@ class Trace:
         self.attempts.append(AttemptRecord(model=model, attempt=0, outcome=f"skipped:{reason}"))
         self.last_errors[model] = f"skipped ({reason})"
         self.metrics.inc("skipped_total", model=model, reason=reason)
+
+    def budget_alerts(self, settled: Mapping[str, float]) -> None:
+        """A settle whose spend crossed 50 / 80 / 100 % of a budget (once fleet-wide): one line, one count."""
+        for name, level in settled.items():
+            if name.startswith("alert:"):
+                scope = name.removeprefix("alert:")
+                budget_log.warning("budget %s: %d %% of today's budget spent%s", scope, level,
+                            "; its calls wait for the budget day to turn (genpool budget set raises it)"
+                            if level >= 100 else "", extra={"budget": scope, "level": int(level)})
+                self.metrics.inc("budget_alerts_total", budget=scope, level=str(int(level)))
 
     def model_failed(self, model: str, exc: GenpoolError) -> None:
         self.last_errors[model] = f"{exc.kind}: {exc}"
@@ -77,19 +92,48 @@ class Trace:
         self.metrics.inc("tokens_out_total", gen.output_tokens, model=model, kind=self.kind)
         self.metrics.inc("images_total", gen.images, model=model)
         self.metrics.inc("cost_usd_total", cost_usd, model=model, kind=self.kind)
+        self.metrics.add_spend(model, round(cost_usd * 1_000_000))
+        self._arm_metrics("finished", now, cost_usd, fallbacks)
         return ResultRecord(
             id=self.job_id, status="finished", kind=self.kind, model_used=model, models_tried=self.models_tried,
             attempts=self.calls, fallbacks_used=fallbacks, finish_reason=gen.finish_reason,
             prompt_tokens=gen.prompt_tokens, output_tokens=gen.output_tokens, cost_usd=cost_usd,
             duration_s=round(now - self.started_at, 4), storage=storage, model_version=gen.model_version,
             attempt_log=self.attempts, conversation_id=conversation_id, account=self.account,
+            routing_version=self.version, arm=self.arm,
         )
+
+    def cached(self, answer: CachedAnswer, now: float, conversation_id: str | None) -> ResultRecord:
+        """Served from an identical request's stored answer: no call, no cost (what it saved is counted)."""
+        self.metrics.inc("jobs_total", kind=self.kind, status="finished", model=answer.model)
+        self.metrics.inc("cache_hits_total", kind=self.kind)
+        self.metrics.inc("cache_saved_usd_total", answer.cost_usd, kind=self.kind)
+        return ResultRecord(
+            id=self.job_id, status="finished", kind=self.kind, model_used=answer.model,
+            finish_reason=answer.finish_reason, prompt_tokens=answer.prompt_tokens,
+            output_tokens=answer.output_tokens, cost_usd=0.0, duration_s=round(now - self.started_at, 4),
+            storage=StorageRef(bucket=answer.bucket, key=answer.key), model_version=answer.model_version,
+            conversation_id=conversation_id, routing_version=self.version, arm=self.arm, cache_hit=True,
+            cached_from=answer.job_id, account=self.account,
+        )
+
+    def _arm_metrics(self, status: str, now: float, cost_usd: float = 0.0, fallbacks: int = 0) -> None:
+        """Per job kind and routing arm: what `genpool stats --by-arm` compares (cache hits stay out)."""
+        kind, arm = self.kind, self.arm
+        self.metrics.inc("arm_jobs_total", kind=kind, arm=arm, status=status)
+        if fallbacks:
+            self.metrics.inc("arm_fallback_jobs_total", kind=kind, arm=arm)
+        if cost_usd:
+            self.metrics.inc("arm_cost_usd_total", cost_usd, kind=kind, arm=arm)
+        self.metrics.observe_duration(self.kind, self.arm, now - self.started_at)
 
     def failure(self, exc: GenpoolError, now: float) -> ResultRecord:
         self.metrics.inc("jobs_total", kind=self.kind, status="failed", model="none")
         self.metrics.inc("job_failures_total", kind=self.kind, error=exc.kind)
+        self._arm_metrics("failed", now)
         return ResultRecord(
             id=self.job_id, status="failed", kind=self.kind, models_tried=self.models_tried,
             attempts=self.calls, duration_s=round(now - self.started_at, 4),
             error=ErrorInfo(type=exc.kind, message=str(exc)), attempt_log=self.attempts, account=self.account,
+            routing_version=self.version, arm=self.arm,
         )

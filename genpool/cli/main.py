@@ -118,6 +118,9 @@ DELEGATED = {"worker": ("genpool.worker.main", "run workers"), "sim": ("genpool.
              "stats": ("genpool.ops.stats", "per-model metrics"), "health": ("genpool.ops.health", "health check"),
              "metrics": ("genpool.ops.prometheus", "Prometheus endpoint"),
              "limits": ("genpool.ops.limits", "the limiter's limits per model: show | set MODEL rpm=.. | reset MODEL"),
+             "models": ("genpool.ops.models", "the chain per job kind: show | set-chain KIND M1,M2 | split KIND "
+                        "MODEL=PCT | rollback KIND"),
+             "budget": ("genpool.ops.budget", "USD per day per model and for the pool: show | set MODEL|pool USD"),
              "report": ("genpool.ops.report", "HTML report: requests/min vs quota, fallbacks, cost"),
              "api": ("genpool.gateway.serve", "the HTTP and WebSocket gateway (docs/gateway.md)"),
              "tokens": ("genpool.gateway.tokens_cli", "the gateway's bearer tokens: create, list, revoke")}

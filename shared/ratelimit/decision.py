@@ -9,6 +9,16 @@ Status = Literal["granted", "wait", "unavailable"]
 
 
 @dataclass(frozen=True)
+class BudgetHold:
+    """What a grant holds of the budgets that were set: ``micro`` USD in each record of ``keys`` (one per
+    ``scopes``: a model id or "pool"); settle swaps it for the real cost."""
+
+    keys: tuple[bytes, ...]
+    scopes: tuple[str, ...]
+    micro: int
+
+
+@dataclass(frozen=True)
 class Decision:
     """``granted``: sleep ``delay_ms`` then call. ``wait``: nothing taken, retry in ``wait_ms`` or fall
     back. ``unavailable``: the model is down/retired/being probed for ``wait_ms``; fall back.
@@ -24,6 +34,7 @@ class Decision:
     reason: str = ""
     now_ms: int = 0
     probe: bool = False
+    hold: BudgetHold | None = None  # granted while a budget is set: settle with it
 
     @property
     def granted(self) -> bool:

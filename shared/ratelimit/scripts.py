@@ -14,13 +14,16 @@ from redis.exceptions import NoScriptError
 from genpool.shared import luascript
 
 LIBRARY = "_window.lua"
+BUDGET_LIBRARY = "_budget.lua"
+USES_BUDGETS = frozenset(("acquire", "settle", "budget"))
 
 
 @cache
 def source(name: str) -> str:
-    """A script's full source: the shared window library, then the script body."""
+    """A script's full source: the shared window library (and the budget one, where used), then the body."""
     package = "genpool.shared.ratelimit"
-    return f"{luascript.read(package, f'lua/{LIBRARY}')}\n{luascript.read(package, f'lua/{name}.lua')}"
+    libraries = (LIBRARY, BUDGET_LIBRARY) if name in USES_BUDGETS else (LIBRARY,)
+    return "\n".join(luascript.read(package, f"lua/{part}") for part in (*libraries, f"{name}.lua"))
 
 
 @dataclass(frozen=True)
@@ -30,11 +33,12 @@ class Scripts:
     penalize: Script
     levels: Script
     limits: Script
+    budget: Script
 
     @classmethod
     def register(cls, client: redis.Redis) -> Scripts:
         """No round trip: redis-py hashes locally and loads a script only when Redis answers NOSCRIPT."""
-        names = ("acquire", "settle", "penalize", "levels", "limits")
+        names = ("acquire", "settle", "penalize", "levels", "limits", "budget")
         return cls(**{name: client.register_script(source(name)) for name in names})
 
 

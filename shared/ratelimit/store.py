@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Literal, Protocol
 
 import redis
 from redis import exceptions as rexc
@@ -18,7 +18,7 @@ from redis import exceptions as rexc
 from genpool.shared import keys
 from genpool.shared.errors import ConfigError, LimiterUnavailable
 from genpool.shared.ratelimit.days import current_pacific_offset_ms
-from genpool.shared.ratelimit.decision import Decision, from_reply, is_unconfigured
+from genpool.shared.ratelimit.decision import BudgetHold, Decision, from_reply, is_unconfigured
 from genpool.shared.ratelimit.limits import FIELD_NAMES, ModelLimits, fields_from_text
 from genpool.shared.ratelimit.scripts import Scripts, evalsha
 
@@ -39,6 +39,12 @@ def _boundary(operation: str, model: str) -> Iterator[None]:
         raise LimiterUnavailable(f"rate limiter cannot {operation} for {model!r}: {exc}") from exc
 
 
+class Budgets(Protocol):
+    """Which budget records a call to a model is held in (``shared/ratelimit/budgets.BudgetView``)."""
+
+    def keys_for(self, model: str) -> tuple[tuple[bytes, ...], tuple[str, ...]]: ...
+
+
 @dataclass(frozen=True)
 class LimitsChange:
     """What a write of the limits did: the effective limits before and after, and the override in force."""
@@ -56,8 +62,10 @@ class RedisLimiter:
     """Shared per-model rate limiter; ``defaults`` (the catalog) seed models Redis has no limits for."""
 
     def __init__(self, redis: redis.Redis, defaults: Mapping[str, ModelLimits] | None = None,
-                 probe_ms: int = 30_000, utc_offset_ms: Callable[[], int] = current_pacific_offset_ms) -> None:
+                 probe_ms: int = 30_000, utc_offset_ms: Callable[[], int] = current_pacific_offset_ms,
+                 budgets: Budgets | None = None) -> None:
         self._redis = redis
+        self._budgets = budgets
         self._defaults = dict(defaults or {})
         self._probe_ms = probe_ms
         self._utc_offset_ms = utc_offset_ms
@@ -67,24 +75,40 @@ class RedisLimiter:
     # -- the hot path: once per Gemini call ---------------------------------------------------------
 
     def acquire(self, model: str, requests: int = 1, tokens: int = 0, images: int = 0,
-                max_wait_ms: int = 0) -> Decision:
-        """Reserve ``requests``/``tokens``/``images`` in every dimension at one start time, or nothing."""
-        if requests < 0 or tokens < 0 or images < 0 or max_wait_ms < 0:
-            _require_non_negative(requests=requests, tokens=tokens, images=images, max_wait_ms=max_wait_ms)
+                max_wait_ms: int = 0, cost_micro: int = 0) -> Decision:
+        """Reserve ``requests``/``tokens``/``images`` in every dimension at one start time, or nothing; where a
+        budget is set, ``cost_micro`` (the call's estimated cost) must fit it too and is held until settle."""
+        if requests < 0 or tokens < 0 or images < 0 or max_wait_ms < 0 or cost_micro < 0:
+            _require_non_negative(requests=requests, tokens=tokens, images=images, max_wait_ms=max_wait_ms,
+                                  cost_micro=cost_micro)
+        budget_keys, scopes = self._budgets.keys_for(model) if cost_micro and self._budgets else ((), ())
         limits_key, window_key, state_key, slots_key = self._model_keys(model)
-        command = (4, limits_key, window_key, state_key, slots_key, requests, tokens, images, max_wait_ms,
-                   self._utc_offset_ms(), self._probe_ms)
+        command: tuple[object, ...] = (4, limits_key, window_key, state_key, slots_key, requests, tokens, images,
+                                       max_wait_ms, self._utc_offset_ms(), self._probe_ms)
+        if budget_keys:  # only then: with no budget set, acquire reads nothing more
+            command = (4 + len(budget_keys), *command[1:5], *budget_keys, *command[5:], cost_micro)
         reply = self._call(model, "acquire", self._scripts.acquire, command)
         if is_unconfigured(reply):
             self.seed(model, self._default_for(model))
             reply = self._call(model, "acquire", self._scripts.acquire, command)
         if is_unconfigured(reply):  # deleted again in between: give up, closed
             raise ConfigError(f"rate limiter has no limits for model {model!r}")
-        return from_reply(reply)
+        decision = from_reply(reply)
+        if budget_keys and decision.granted:
+            decision = replace(decision, hold=BudgetHold(budget_keys, scopes, cost_micro))
+        return decision
 
-    def settle(self, model: str, start_ms: int, reserved_tokens: int, actual_tokens: int) -> dict[str, float]:
-        """The call started at ``start_ms`` used ``actual_tokens``: refund or charge the difference there."""
-        return self._adjust(model, start_ms, (0, actual_tokens - reserved_tokens, 0), 0, "settle")
+    def settle(self, model: str, start_ms: int, reserved_tokens: int, actual_tokens: int,
+               hold: BudgetHold | None = None, actual_micro: int = 0) -> dict[str, float]:
+        """The call started at ``start_ms`` used ``actual_tokens``: refund or charge the difference there; and
+        cost ``actual_micro``, which replaces its ``hold`` in the budgets (same script call). The reply gains
+        ``alert:<scope>`` = 50 / 80 / 100 for a budget whose spend crossed that level now (once fleet-wide)."""
+        budget = (hold.keys, (hold.micro, actual_micro)) if hold else None
+        used = self._adjust(model, start_ms, (0, actual_tokens - reserved_tokens, 0), 0, "settle", budget)
+        if hold:
+            for name in [n for n in used if n.startswith("alert:")]:
+                used[f"alert:{hold.scopes[int(name[6:]) - 1]}"] = used.pop(name)
+        return used
 
     def release(self, model: str, start_ms: int, requests: int = 1, tokens: int = 0,
                 images: int = 0) -> dict[str, float]:
@@ -165,9 +189,11 @@ class RedisLimiter:
     # -- plumbing -----------------------------------------------------------------------------------
 
     def _adjust(self, model: str, start_ms: int, deltas: tuple[int, int, int], give_back: int,
-                operation: str) -> dict[str, float]:
+                operation: str, budget: tuple[tuple[bytes, ...], tuple[int, int]] | None = None) -> dict[str, float]:
         _, window_key, _, slots_key = self._model_keys(model)
-        command = (2, window_key, slots_key, start_ms, *deltas, give_back, self._utc_offset_ms())
+        budget_keys, money = budget or ((), ())
+        command = (2 + len(budget_keys), window_key, slots_key, *budget_keys, start_ms, *deltas, give_back,
+                   self._utc_offset_ms(), *money)
         return _pairs(self._call(model, operation, self._scripts.settle, command))  # type: ignore[arg-type]
 
     def _model_keys(self, model: str) -> tuple[bytes, bytes, bytes, bytes]:

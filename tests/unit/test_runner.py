@@ -29,6 +29,7 @@ class Decision:
     reason: str = ""
     probe: bool = False
     now_ms: int = 0
+    hold: Any = None
 
     @property
     def start_at_ms(self) -> int:
@@ -39,19 +40,25 @@ class FakeLimiter:
     def __init__(self, decisions: dict[str, list[Decision]] | None = None) -> None:
         self.decisions = decisions or {}
         self.acquired: list[tuple[str, int, int, int]] = []
+        self.costs: list[int] = []  # the cost_micro each acquire asked to hold
         self.settled: list[tuple[str, int, int]] = []
+        self.money: list[tuple[Any, int]] = []  # (hold, actual_micro) of each settle
         self.penalized: list[tuple[str, int, str]] = []
 
     def acquire(self, model: str, requests: int = 1, tokens: int = 0, images: int = 0,
-                max_wait_ms: int = 0) -> Decision:
+                max_wait_ms: int = 0, cost_micro: int = 0) -> Decision:
         self.acquired.append((model, tokens, images, max_wait_ms))
+        self.costs.append(cost_micro)
         script = self.decisions.get(model)
         if script:
             return script.pop(0) if len(script) > 1 else script[0]
         return Decision()
 
-    def settle(self, model: str, start_ms: int, reserved_tokens: int, actual_tokens: int) -> None:
+    def settle(self, model: str, start_ms: int, reserved_tokens: int, actual_tokens: int, hold: Any = None,
+               actual_micro: int = 0) -> dict[str, float]:
         self.settled.append((model, reserved_tokens, actual_tokens))
+        self.money.append((hold, actual_micro))
+        return {}
 
     def release(self, model: str, start_ms: int, requests: int = 1, tokens: int = 0, images: int = 0) -> None:
         pass
@@ -121,9 +128,10 @@ class FakeResults:
     stored: list[tuple[str, str, str]] = field(default_factory=list)
     saved: list[tuple[ResultRecord, list[Turn] | None]] = field(default_factory=list)
     states: list[bytes | None] = field(default_factory=list)
+    pins: dict[str, str] = field(default_factory=dict)
 
-    def get(self, job_id: str) -> ResultRecord | None:
-        return self.records.get(job_id)
+    def begin(self, job_id: str, route: str) -> tuple[ResultRecord | None, str]:
+        return self.records.get(job_id), self.pins.setdefault(job_id, route)
 
     def history(self, conversation_id: str) -> list[Turn]:
         return list(self.histories.get(conversation_id, []))

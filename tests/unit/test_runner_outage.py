@@ -17,15 +17,17 @@ class DownLimiter(FakeLimiter):
         self.acquire_down = acquire_down
         self.settle_down = settle_down
 
-    def acquire(self, model: str, requests: int = 1, tokens: int = 0, images: int = 0, max_wait_ms: int = 0):
+    def acquire(self, model: str, requests: int = 1, tokens: int = 0, images: int = 0, max_wait_ms: int = 0,
+                cost_micro: int = 0):
         if self.acquire_down:
             raise e.LimiterUnavailable(f"rate limiter unreachable for {model!r}")
-        return super().acquire(model, requests, tokens, images, max_wait_ms)
+        return super().acquire(model, requests, tokens, images, max_wait_ms, cost_micro)
 
-    def settle(self, model: str, start_ms: int, reserved_tokens: int, actual_tokens: int) -> None:
+    def settle(self, model: str, start_ms: int, reserved_tokens: int, actual_tokens: int, hold=None,
+               actual_micro: int = 0):
         if self.settle_down:
             raise e.LimiterUnavailable(f"rate limiter cannot settle for {model!r}")
-        super().settle(model, start_ms, reserved_tokens, actual_tokens)
+        return super().settle(model, start_ms, reserved_tokens, actual_tokens, hold, actual_micro)
 
 
 def test_limiter_outage_defers_the_job_instead_of_failing_it() -> None:

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from redis import Redis
 from rq import Queue
+from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
 from rq.serializers import Serializer
+from rq.utils import current_timestamp
+
+
+def reschedule_now(connection: Redis, jobs: Iterable[tuple[str, str]]) -> int:
+    """Jobs (queue name, job id) waiting in RQ's scheduled registries become due now; a job no longer
+    scheduled is left alone. Returns how many moved (the scheduler duty enqueues them within its tick)."""
+    now_ts = current_timestamp()
+    pipe = connection.pipeline(transaction=False)
+    for queue_name, job_id in jobs:
+        pipe.zadd(ScheduledJobRegistry(queue_name, connection=connection).key, {job_id: now_ts}, xx=True, ch=True)
+    return sum(int(n) for n in pipe.execute())
 
 
 class SchedulerDuty:

@@ -1,6 +1,7 @@
 -- acquire: one atomic decision for one model, all dimensions or none.
--- KEYS: limits, window, state, slots (one model, one hash slot).
--- ARGV: requests, tokens, images, max_wait_ms, utc_offset_ms (Pacific), probe_ms.
+-- KEYS: limits, window, state, slots (one model, one hash slot), then the budget records, only when a budget
+-- is set (the model's, the pool's: _budget.lua).
+-- ARGV: requests, tokens, images, max_wait_ms, utc_offset_ms (Pacific), probe_ms, [cost_micro_usd].
 -- Reply: one string 'status|delay_ms|wait_ms|now_ms|probe|reason' (a single bulk string parses
 -- faster in redis-py than a six-element array; reason last, as an operator's text may hold '|').
 local function reply(status, delay_ms, wait_ms, now, probe, reason)
@@ -33,6 +34,14 @@ if counts_today and count + costs[1] > model.rpd then
   return reply('wait', 0, next_midnight_ms(now, offset_ms) - now, now, 0, 'rpd')
 end
 
+local budget, budgets = nil, nil
+if #KEYS > 4 then  -- a budget is set: the call's estimated cost (ARGV[7]) must fit before anything is counted
+  local verdict, budget_wait_ms
+  budget = budget_library()
+  budgets, verdict, budget_wait_ms = budget.check(5, now, offset_ms)
+  if verdict ~= '' then return reply('wait', 0, budget_wait_ms, now, 0, verdict) end
+end
+
 local earliest = max(now, w.last)
 expire(w, model, KEYS[4], earliest)  -- no later start can count these: gone for good
 local mark = checkpoint(w)
@@ -54,6 +63,7 @@ if counts_today then
   w.day, w.count = day_index(now, offset_ms), count + costs[1]
 end
 save_header(KEYS[2], w)
+if budget then budget.hold(budgets, tonumber(ARGV[7]), now, offset_ms) end
 local probe = 0
 if half_open then
   redis.call('HSET', KEYS[3], 'probe_until_ms', start + tonumber(ARGV[6]))
