@@ -68,6 +68,12 @@ def conversation(conversation_id: str) -> str:
     return f"{PREFIX}:conv:{conversation_id}"
 
 
+def conversation_turn(conversation_id: str) -> str:
+    """String: the turn in progress of a conversation (``pending:<token>`` or ``job:<id>``); whoever sends
+    holds it so that two senders' turns cannot interleave (shared/turns.py)."""
+    return f"{PREFIX}:convturn:{conversation_id}"
+
+
 def job_lock(job_id: str) -> str:
     """String: held by the worker that is generating a job, so a retried job is not paid twice."""
     return f"{PREFIX}:lock:{job_id}"

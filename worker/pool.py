@@ -23,7 +23,7 @@ from rq.serializers import JSONSerializer
 from genpool.shared import keys
 from genpool.shared.errors import Deferred
 from genpool.worker.abandoned import record_abandoned
-from genpool.worker.jobguard import GenpoolJob, record_refusal
+from genpool.worker.jobguard import GenpoolJob, record_refusal, refused
 from genpool.worker.rqcompat.worker import ThreadedWorker
 from genpool.worker.runner import JobFailed
 
@@ -48,6 +48,14 @@ class PoolWorker(ThreadedWorker):
         if isinstance(exc, JobFailed):
             job.retries_left = 0  # a terminal genpool failure: RQ's Retry is only for worker deaths
         return False
+
+    def one_line_failure(self, job: Job, exc: BaseException | None) -> bool:
+        """A failed job's record says why (its attempts were logged); a refusal is logged by record_refusal."""
+        if isinstance(exc, JobFailed):
+            error = exc.record.error
+            log.warning("job %s failed: %s: %s", exc.record.id, error.type if error else "failed", exc)
+            return True
+        return refused(exc)
 
 
 def queues_for(connection: redis.Redis) -> list[Queue]:

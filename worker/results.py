@@ -11,7 +11,7 @@ import redis
 import tenacity
 
 from genpool.shared import keys
-from genpool.shared.errors import GenpoolError, StorageUnavailable
+from genpool.shared.errors import ConfigError, GenpoolError, StorageConfigError, StorageUnavailable
 from genpool.shared.jobs import ResultRecord, StorageRef
 from genpool.shared.metrics import MetricsBatch
 from genpool.shared.storage import ObjectStore, StoredObject, content_type, object_key
@@ -21,6 +21,7 @@ from genpool.worker.spool import Spool
 
 log = logging.getLogger("genpool.results")
 CONVERSATION_TTL_S = 30 * 24 * 3600
+RECHECK_STORAGE_S = 5.0  # while the bucket is misconfigured, look again at most this often (a probe object)
 
 
 class ResultStore:
@@ -32,6 +33,8 @@ class ResultStore:
         self._spool = spool
         self._prefix = prefix
         self._ttl_s = result_ttl_s
+        self._clock = time.monotonic
+        self._misconfigured: tuple[StorageConfigError, float] | None = None  # (the problem, when last seen)
         self._upload = tenacity.Retrying(  # S3's own client does not retry (shared/storage.py)
             stop=tenacity.stop_after_attempt(upload_attempts),
             wait=tenacity.wait_exponential(multiplier=upload_backoff_s, min=upload_backoff_s),
@@ -58,15 +61,48 @@ class ResultStore:
         return StorageRef(bucket=self._store.bucket, key=key)
 
     def _put_or_spool(self, obj: StoredObject) -> None:
+        """Upload, or keep the paid answer in the spool. S3 down: the job goes on (its record points at the
+        key the drainer will fill). S3 refusing genpool (no bucket, bad credentials): kept too, and the job
+        fails with a configuration record (StorageConfigError); jobs after it fail before their call."""
         upload = self._upload.copy()  # one per call: job threads upload concurrently
         try:
             upload(self._store.put, obj)
+            self._misconfigured = None
             return
         except StorageUnavailable as exc:
             log.warning("upload of %s failed %d times (%s)", obj.key, upload.statistics.get("attempt_number", 0), exc)
+        except StorageConfigError as exc:
+            self._misconfigured = (exc, self._clock())
+            self._keep(obj)
+            raise StorageConfigError(f"{exc}; the answer is kept in the worker's spool and uploaded to "
+                                     f"{obj.key} once S3 takes it") from None
+        self._keep(obj)
+        log.warning("S3 unavailable: %s kept in the local spool until it can be uploaded", obj.key)
+
+    def _keep(self, obj: StoredObject) -> None:
         self._spool.save(obj)
         self._redis.sadd(keys.spool_index(), obj.key)
-        log.warning("S3 unavailable: %s kept in the local spool until it can be uploaded", obj.key)
+
+    def check_storage(self) -> None:
+        """Before a paid call: raise StorageConfigError while the bucket refuses genpool (found by an upload
+        or by a probe object at most every RECHECK_STORAGE_S); a probe that goes through clears it."""
+        if self._misconfigured is None:
+            return
+        problem, seen_at = self._misconfigured
+        if self._clock() - seen_at < RECHECK_STORAGE_S:
+            raise problem
+        probe = getattr(self._store, "probe", None)
+        try:
+            if probe is not None:
+                probe(self._prefix)
+        except ConfigError as exc:
+            self._misconfigured = (StorageConfigError(str(exc)), self._clock())
+            raise self._misconfigured[0] from None
+        except GenpoolError:
+            self._misconfigured = (problem, self._clock())  # S3 down now: still not known to be fixed
+            raise problem from None
+        self._misconfigured = None
+        log.warning("S3 takes genpool's objects again (bucket %s)", self._store.bucket)
 
     def drain_spool(self) -> int:
         """Upload what the spool holds; each uploaded key leaves the spool index. Returns how many."""
@@ -86,12 +122,14 @@ class ResultStore:
         return {**meta, "bucket": self._store.bucket, "key": key} if meta is not None else None
 
     def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None) -> None:
+        """One round trip. A conversation's turns are written before the record: once the record exists,
+        the next message (its sender waits for it, shared/turns.py) reads the whole history."""
         pipe = self._redis.pipeline(transaction=False)
-        pipe.set(keys.result(record.id), record.model_dump_json(), ex=self._ttl_s)
         if new_turns and record.conversation_id:
             conv = keys.conversation(record.conversation_id)
             pipe.rpush(conv, *[json.dumps(list(t)) for t in new_turns])
             pipe.expire(conv, CONVERSATION_TTL_S)
+        pipe.set(keys.result(record.id), record.model_dump_json(), ex=self._ttl_s)
         metrics.write(pipe)
         pipe.execute()
 

@@ -97,15 +97,25 @@ class Runner:
         call = self.ports.gateway.build(request, history)
         deadline_at = self.ports.clock() + envelope.deadline_s
         try:
+            self.ports.results.check_storage()  # a bucket known to refuse genpool: fail before paying
             model, gen = self._walk(call, chain, trace, deadline_at)
         except e.Deferred:
             raise
         except e.GenpoolError as exc:
             raise self.fail(envelope, trace, exc) from exc
-        return self._finish(envelope, trace, model, gen, history)
+        try:
+            return self._finish(envelope, trace, model, gen, history)
+        except e.ConfigError as exc:  # paid, kept in the spool, not storable: fail now, never pay again
+            raise self.fail(envelope, trace, exc, paid=(model, gen)) from exc
 
-    def fail(self, envelope: Envelope, trace: Trace, exc: e.GenpoolError) -> JobFailed:
+    def fail(self, envelope: Envelope, trace: Trace, exc: e.GenpoolError,
+             paid: tuple[str, Generation] | None = None) -> JobFailed:
         record = trace.failure(exc, self.ports.wall())
+        if paid is not None:
+            model, gen = paid
+            record = record.model_copy(update={
+                "model_used": model, "prompt_tokens": gen.prompt_tokens, "output_tokens": gen.output_tokens,
+                "cost_usd": self._spec(model).cost_usd(gen.prompt_tokens, gen.output_tokens, gen.images)})
         self.ports.results.save(record, trace.metrics)
         return JobFailed(record)
 

@@ -36,6 +36,7 @@ class Runtime:
     results: ResultStore
     runner: Runner
     limiter: RedisLimiter
+    gateway: GeminiGateway
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -50,7 +51,7 @@ class Runtime:
         ports = Ports(gateway=gateway, limiter=limiter, availability=availability, results=results,
                       clock=time.monotonic, wall=time.time, sleep=time.sleep)
         runner = Runner(ports, catalog, RunnerConfig(max_limiter_wait_s=settings.max_limiter_wait_s))
-        return cls(settings, catalog, conn, store, spool, results, runner, limiter)
+        return cls(settings, catalog, conn, store, spool, results, runner, limiter, gateway)
 
 
 _runtime: Runtime | None = None
