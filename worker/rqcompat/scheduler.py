@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from redis import Redis
 from rq import Queue
 from rq.scheduler import RQScheduler
@@ -17,7 +19,9 @@ class SchedulerDuty:
 
     def __init__(self, queues: list[Queue], connection: Redis, serializer: Serializer, name: str,
                  lock_ttl_s: int) -> None:
-        self._scheduler = RQScheduler(queues, connection=connection, serializer=serializer, name=name)
+        # RQScheduler sets its logger to INFO by default ("Acquired scheduler lock ..." on every takeover).
+        self._scheduler = RQScheduler(queues, connection=connection, serializer=serializer, name=name,
+                                      logging_level=max(logging.WARNING, logging.getLogger().level))
         self._connection = connection
         self._lock_ttl_s = lock_ttl_s
 
