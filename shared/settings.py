@@ -134,6 +134,8 @@ class Settings(BaseModel):
     redis_timeout_s: float = Field(5.0, ge=0.1, alias="GENPOOL_REDIS_TIMEOUT_S")
     s3_timeout_s: float = Field(10.0, ge=0.1, alias="GENPOOL_S3_TIMEOUT_S")
     metrics_port: Count = Field(9464, ge=1, alias="GENPOOL_METRICS_PORT")
+    dashboard_port: Count = Field(9181, ge=1, alias="GENPOOL_DASHBOARD_PORT")  # rq-dashboard under `make up`
+    workers: Count = Field(1, ge=1, alias="GENPOOL_WORKERS")  # `genpool worker` processes (its --workers)
     # transient failures within breaker_window_s that open a model's breaker
     breaker_failures: Count = Field(5, ge=1, alias="GENPOOL_BREAKER_FAILURES")
     breaker_window_s: float = Field(30.0, ge=0.1, alias="GENPOOL_BREAKER_WINDOW_S")

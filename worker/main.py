@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 import redis
@@ -96,6 +97,19 @@ def prepare(settings: Settings) -> Runtime:
     return runtime
 
 
+def prepare_waiting(settings: Settings, wait_s: float, pause_s: float = 1.0) -> Runtime:
+    """``prepare``, tried again for up to ``wait_s`` while what it checks is not there yet (a stack whose
+    Redis, S3 and simulator start together); the last problem is the one reported."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return prepare(settings)
+        except ConfigError:
+            if time.monotonic() + pause_s > deadline:
+                raise
+            time.sleep(pause_s)
+
+
 def sync_limits(limiter: RedisLimiter, catalog: Catalog) -> None:
     """The catalog's limits win at start (the whole fleet reads them on its next acquire); one line
     says what changed, and one that an operator's override is still on top."""
@@ -131,9 +145,9 @@ def start_spool_drainer(runtime: Runtime, stop: threading.Event, interval_s: flo
     return thread
 
 
-def run_one(settings: Settings, concurrency: int, burst: bool, max_jobs: int = 0) -> int:
+def run_one(settings: Settings, concurrency: int, burst: bool, max_jobs: int = 0, wait_s: float = 0.0) -> int:
     memory.cap_arenas(settings.malloc_arena_max)  # before any job thread exists
-    runtime = prepare(settings)
+    runtime = prepare_waiting(settings, wait_s)
     # RQ gets its own pool: it raises its pool's socket timeout to dequeue_timeout + 10 s (for its
     # blocking dequeue), which on the shared pool would also stretch every limiter and result call past
     # GENPOOL_REDIS_TIMEOUT_S while Redis hangs.
@@ -162,10 +176,11 @@ def run_one(settings: Settings, concurrency: int, burst: bool, max_jobs: int = 0
     return 0
 
 
-def run_many(settings: Settings, workers: int, concurrency: int, burst: bool, max_jobs: int = 0) -> int:
+def run_many(settings: Settings, workers: int, concurrency: int, burst: bool, max_jobs: int = 0,
+             wait_s: float = 0.0) -> int:
     """Supervise ``workers`` processes; SIGTERM/SIGINT is passed on for a warm shutdown. A process that
     leaves after its ``max_jobs`` jobs (exit 0, not in burst mode) is replaced by a fresh one."""
-    prepare(settings)  # one line here, not one per process, when something is misconfigured
+    prepare_waiting(settings, wait_s)  # one line here, not one per process, when something is misconfigured
     argv = [sys.executable, "-m", "genpool.worker.main", "--supervised", "--concurrency", str(concurrency),
             "--max-jobs", str(max_jobs)] + (["--burst"] if burst else [])
     stopping = threading.Event()
@@ -185,11 +200,13 @@ def run_many(settings: Settings, workers: int, concurrency: int, burst: bool, ma
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genpool worker", description="Run genpool workers.")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default GENPOOL_WORKERS, 1)")
     parser.add_argument("--concurrency", type=int, default=None, help="jobs in flight per process")
     parser.add_argument("--burst", action="store_true", help="quit when the queues are empty")
     parser.add_argument("--max-jobs", type=int, default=None,
                         help="recycle a worker process after this many jobs (default GENPOOL_WORKER_MAX_JOBS; 0 = never)")
+    parser.add_argument("--wait-for-deps", type=float, default=0.0, metavar="S",
+                        help="retry the start-up checks (Redis, bucket, key) for up to S seconds")
     parser.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)  # one process of run_many
     args = parser.parse_args(argv)
     try:
@@ -197,9 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure(settings.log_level, settings.log_format)
         concurrency = args.concurrency or settings.concurrency
         max_jobs = settings.worker_max_jobs if args.max_jobs is None else max(0, args.max_jobs)
-        if not args.supervised and (args.workers > 1 or (max_jobs and not args.burst)):
-            return run_many(settings, args.workers, concurrency, args.burst, max_jobs)
-        return run_one(settings, concurrency, args.burst, max_jobs)
+        workers = args.workers or settings.workers
+        if not args.supervised and (workers > 1 or (max_jobs and not args.burst)):
+            return run_many(settings, workers, concurrency, args.burst, max_jobs, args.wait_for_deps)
+        return run_one(settings, concurrency, args.burst, max_jobs, args.wait_for_deps)
     except GenpoolError as exc:
         print(f"genpool worker: {exc}", file=sys.stderr)
         return EXIT_REFUSED
