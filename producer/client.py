@@ -138,10 +138,13 @@ class GenPool:
                                 idempotency_keys=[idempotency_key], turn_wait_s=turn_wait_s)[0]
 
     def submit_many(self, requests: Sequence[Request | Mapping[str, Any]], *, priority: str = "default",
-                    idempotency_keys: Sequence[str | None] | None = None,
-                    deadline_s: float | None = None, turn_wait_s: float = TURN_WAIT_S) -> list[JobHandle]:
+                    idempotency_keys: Sequence[str | None] | None = None, deadline_s: float | None = None,
+                    turn_wait_s: float = TURN_WAIT_S, turn_holders: Mapping[str, str] | None = None,
+                    ) -> list[JobHandle]:
         """Validate every request first (all or nothing, an error names the item), then enqueue in one
-        pipelined round trip. At most one message per conversation in one call."""
+        pipelined round trip. At most one message per conversation in one call. ``turn_holders``: turns the
+        caller already holds (conversation id -> holder value from genpool.shared.turns; the gateway waits for a
+        turn itself): used as they are, then handed to the jobs."""
         queue = self._queue(priority)
         if deadline_s is not None and not 0 < deadline_s <= MAX_DEADLINE_S:
             raise ValidationError(f"deadline_s: must be above 0 and at most {MAX_DEADLINE_S} s (got {deadline_s})")
@@ -150,14 +153,19 @@ class GenPool:
         if len(idem) != len(parsed):
             raise ValidationError("idempotency_keys must have one entry per request")
         conversations = _conversations(parsed)
+        if not conversations:
+            return self._claim_and_enqueue(queue, parsed, idem, deadline_s)
         turns = Turns(self._redis)
-        held = {conv: _call(turns.acquire, conv, turn_wait_s) for conv in sorted(set(conversations.values()))}
+        given = dict(turn_holders or {})
+        held = {conv: given.get(conv) or _call(turns.acquire, conv, turn_wait_s)
+                for conv in sorted(set(conversations.values()))}
         try:
             handles = self._claim_and_enqueue(queue, parsed, idem, deadline_s)
         except BaseException:
             for conv, mine in held.items():
-                with contextlib.suppress(redis.RedisError):
-                    turns.release(conv, mine)
+                if conv not in given:  # the caller gives back the turns it brought
+                    with contextlib.suppress(redis.RedisError):
+                        turns.release(conv, mine)
             raise
         for i, conv in conversations.items():
             if handles[i].existing:  # a retried message: its first job holds (or held) the turn

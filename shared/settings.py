@@ -76,6 +76,17 @@ def _redis_url(value: str) -> str:
     return value
 
 
+def _http_url(value: str | None) -> str | None:
+    if value is not None:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("http_url")
+    return value
+
+
+HttpUrl = Annotated[str | None, AfterValidator(_http_url)]
+
+
 def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
@@ -108,13 +119,13 @@ class Settings(BaseModel):
 
     redis_url: Annotated[str, AfterValidator(_redis_url)] = Field(DEFAULT_REDIS_URL, alias="REDIS_URL")
     gemini_api_key: Annotated[Secret, BeforeValidator(_secret)] = Field(Secret(""), alias="GEMINI_API_KEY")
-    gemini_base_url: str | None = Field(None, alias="GEMINI_BASE_URL")
+    gemini_base_url: HttpUrl = Field(None, alias="GEMINI_BASE_URL")
     gemini_image_model: str | None = Field(None, alias="GEMINI_IMAGE_MODEL")
     enable_fallback: Bool = Field(True, alias="GEMINI_ENABLE_FALLBACK")
     preferred_model: str | None = Field(None, alias="GEMINI_PREFERRED_MODEL")
     models_file: Path | None = Field(None, alias="GENPOOL_MODELS_FILE")
     s3_bucket: str = Field("genpool-results", alias="S3_BUCKET")
-    s3_endpoint_url: str | None = Field(None, alias="S3_ENDPOINT_URL")
+    s3_endpoint_url: HttpUrl = Field(None, alias="S3_ENDPOINT_URL")
     s3_prefix: Annotated[str, AfterValidator(lambda v: v.strip("/"))] = Field("genpool", alias="S3_PREFIX")
     aws_region: str = Field("us-east-1", alias="AWS_DEFAULT_REGION")
     # Given to boto3 explicitly when set (a .env counts); otherwise boto3's own chain (profile, role, ...).
@@ -198,6 +209,8 @@ def _problem(name: str, raw: str, err: Any) -> str:
     kind, ctx = err["type"], err.get("ctx") or {}
     if kind == "value_error":
         kind = str(ctx.get("error", ""))
+    if kind == "http_url":
+        return f"{name}={redacted_url(raw)!r} is not a URL: use http(s)://host:port, or leave it empty"
     if kind == "redis_url":
         return (f"REDIS_URL={redacted_url(raw)!r} is not a Redis URL: use redis://host:6379/0 "
                 "(rediss:// for TLS, redis://user:password@host:6379/0 with a password, unix:///path.sock)")

@@ -42,7 +42,8 @@ class PoolWorker(ThreadedWorker):
 
     def on_job_failure(self, job: Job, queue: Queue, execution: Execution, exc: BaseException | None) -> bool:
         if isinstance(exc, Deferred):
-            log.info("job %s: no model can take it soon; back on the queue in %.1f s", job.id, exc.delay_s)
+            # DEBUG: under a backlog at quota this is most jobs; INFO is one line per attempt (docs/observability.md)
+            log.debug("job %s: no model can take it soon; back on the queue in %.1f s", job.id, exc.delay_s)
             self.defer(job, queue, execution, exc.delay_s)
             return True
         if isinstance(exc, JobFailed):

@@ -109,7 +109,21 @@ class ResultStore:
         return self._spool.drain(self._store, on_uploaded=self._unindex)
 
     def _unindex(self, key: str) -> None:
+        self._misconfigured = None  # S3 took an object: whatever refused genpool is fixed
         self._redis.srem(keys.spool_index(), key)
+        self._settle(key)
+
+    def _settle(self, key: str) -> None:
+        """A job that failed only because S3 refused its paid answer: now that the answer is stored, its
+        record says finished (and where), so `genpool result --out` finds it."""
+        record = self.get(key.rsplit("/", 1)[-1].split(".", 1)[0])
+        if record is None or record.status != "failed" or record.model_used is None or (
+                record.error is None or record.error.type != ConfigError.kind):
+            return
+        stored = record.model_copy(update={"status": "finished", "error": None,
+                                           "storage": StorageRef(bucket=self._store.bucket, key=key)})
+        self._redis.set(keys.result(record.id), stored.model_dump_json(), keepttl=True)
+        log.info("job %s: its kept answer is stored now (%s); record finished", record.id, key)
 
     def find_output(self, job_id: str, kind: str) -> dict[str, str] | None:
         """Metadata of this job's stored object, if it exists (used only when a job is run again)."""

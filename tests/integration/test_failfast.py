@@ -94,6 +94,9 @@ def test_a_bucket_revoked_mid_run_costs_no_second_call_and_every_job_has_a_recor
     while stack.redis.scard(keys.spool_index()) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert stack.redis.scard(keys.spool_index()) == 0 and len(stack.objects()) == len(paid)
+    for record in paid:  # their records now say where the kept answer is
+        stored = stack.pool.handle(record.id).result()
+        assert stored.status == "finished" and stored.storage and stored.storage.key in stack.objects()
     later = stack.pool.submit({"kind": "text", "prompt": "after the fix"}).wait(timeout_s=60)
     assert later.status == "finished", later.error
     assert "Traceback" not in stack.workers.logs()

@@ -123,6 +123,12 @@ def test_a_malformed_redis_url_is_one_line_without_the_password(url: str) -> Non
     assert message.startswith("REDIS_URL=") and "\n" not in message and "hunter2" not in message
 
 
+@pytest.mark.parametrize("name", ["S3_ENDPOINT_URL", "GEMINI_BASE_URL"])
+def test_a_malformed_endpoint_is_one_line(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{name}='localhost:9000' is not a URL"):
+        Settings.from_env({name: "localhost:9000"}, dotenv_path=None)
+
+
 def test_secrets_never_print(clean_env: None) -> None:
     settings = Settings.from_env({"GEMINI_API_KEY": "AIzaSECRET", "AWS_ACCESS_KEY_ID": "AKID",
                                   "AWS_SECRET_ACCESS_KEY": "awsSECRET", "AWS_SESSION_TOKEN": "tokSECRET",
