@@ -28,9 +28,9 @@ def collect(conn: redis.Redis, settings: Settings) -> dict[str, Any]:
 
 def tidy(value: Any) -> Any:
     """Counters are floats in Redis (INCRBYFLOAT): whole numbers print as integers, the rest (costs,
-    seconds) rounded to 6 decimals, so no float noise (0.30000000000000004) reaches a script."""
+    seconds) to 12 significant digits, so no float noise (0.30000000000000004) reaches a script."""
     if isinstance(value, float):
-        return int(value) if value.is_integer() else round(value, 6)
+        return int(value) if value.is_integer() else float(f"{value:.12g}")
     if isinstance(value, dict):
         return {k: tidy(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -116,6 +116,17 @@ def test_result_out_failures_are_one_line(stack: Stack, tmp_path: Path) -> None:
     assert debug.returncode == 2 and "Traceback" in debug.stderr
 
 
+def test_stats_json_counts_are_integers(stack: Stack) -> None:
+    stack.workers.start(1, concurrency=4)
+    handles = stack.pool.submit_many([{"kind": "text", "prompt": f"count {i}"} for i in range(3)])
+    assert all(r and r.status == "finished" for r in stack.pool.wait_all(handles, timeout_s=60))
+    out = genpool(stack.env, "stats", "--json")
+    assert out.returncode == 0, out.stderr
+    assert re.search(r'"requests": 3[,}]', out.stdout) and '"requests": 3.0' not in out.stdout
+    costs = re.findall(r'"cost_usd_total": ([0-9.e-]+)', out.stdout)
+    assert costs and all(len(c.replace("0.", "", 1).lstrip("0")) <= 13 for c in costs)  # no float noise
+
+
 def test_submit_wait_prints_the_answer_from_a_file_stdin_and_flags(stack: Stack, tmp_path: Path) -> None:
     stack.workers.start(1, concurrency=4)
     prompt = tmp_path / "prompt.txt"

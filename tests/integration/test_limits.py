@@ -28,6 +28,14 @@ def _wait_for_rpm(stack, rpm: int, timeout_s: float = 30.0) -> ModelLimits:
     raise AssertionError(f"limits never reached rpm={rpm}: {limiter.get_limits(PRIMARY)}\n{logs_hint(stack)}")
 
 
+def _wait_for_log(stack, text: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in stack.workers.logs():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} never logged\n{logs_hint(stack)}")
+        time.sleep(0.1)
+
+
 def _restart_with(stack, rpm: int) -> None:
     stack.workers.stop()
     write_catalog(stack, {PRIMARY: {"rpm": rpm, "tpm": 0, "rpd": 0, "window_s": WINDOW_S, "guard_ms": 300}})
@@ -62,7 +70,7 @@ def test_limits_set_overrides_until_reset_across_restarts(stack):
     assert _wait_for_rpm(stack, 60).tpm == 5000
 
     _restart_with(stack, rpm=900)  # a worker starting with its catalog keeps the override on top ...
-    time.sleep(1.5)
+    _wait_for_log(stack, f"limits {PRIMARY}: operator override in force")  # its start-up checks come first
     shown = json.loads(genpool(stack.env, "limits", "show", PRIMARY, "--json").stdout)[PRIMARY]
     assert shown["effective"]["rpm"] == 60 and shown["catalog"]["rpm"] == 900
     assert shown["override"] == {"rpm": "60", "tpm": "5000"}

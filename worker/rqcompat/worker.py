@@ -129,6 +129,16 @@ class ThreadedWorker(SimpleWorker):
                 queue.release_maintenance_lock()
         self.last_cleaned_at = now()  # type: ignore[assignment]  # rq declares it None (set to a datetime)
 
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        """RQ's work loop beats right after handing a job over, outside its error handling: Redis going away
+        in that moment stopped the worker ("found an unhandled exception, quitting"). The tick beats again."""
+        try:
+            super().heartbeat(timeout, pipeline)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if pipeline is not None:
+                raise
+            log.error("heartbeat failed, Redis unreachable: %s", exc)
+
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         """RQ logs every failed job's traceback at ERROR; a failure the subclass has already recorded and
         logged in one line (``one_line_failure``) only goes through the exception handlers."""
