@@ -129,15 +129,27 @@ class ThreadedWorker(SimpleWorker):
                 queue.release_maintenance_lock()
         self.last_cleaned_at = now()  # type: ignore[assignment]  # rq declares it None (set to a datetime)
 
+    # RQ's work loop calls these three outside its error handling (only its dequeue retries a lost Redis):
+    # Redis going away at that moment stopped the worker ("found an unhandled exception, quitting"), which
+    # the Redis-restart test caught. Each is tried again on the next pass of the loop or tick.
+
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
-        """RQ's work loop beats right after handing a job over, outside its error handling: Redis going away
-        in that moment stopped the worker ("found an unhandled exception, quitting"). The tick beats again."""
-        try:
+        if pipeline is not None:
             super().heartbeat(timeout, pipeline)
+            return
+        self._unless_redis_is_gone("heartbeat", super().heartbeat, timeout)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        self._unless_redis_is_gone("suspension check", super().check_for_suspension, burst)
+
+    def run_maintenance_tasks(self) -> None:
+        self._unless_redis_is_gone("maintenance", super().run_maintenance_tasks)
+
+    def _unless_redis_is_gone(self, what: str, call: Any, *args: Any) -> None:
+        try:
+            call(*args)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if pipeline is not None:
-                raise
-            log.error("heartbeat failed, Redis unreachable: %s", exc)
+            log.error("%s failed, Redis unreachable: %s", what, exc)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         """RQ logs every failed job's traceback at ERROR; a failure the subclass has already recorded and
