@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test deps venv lint bench clean unit integration
+.PHONY: run test deps venv lint bench soak up down clean unit integration
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml setup.py
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -56,6 +56,17 @@ lint: venv
 
 bench: deps
 	$(BIN)/python -m bench.run_all
+
+# Worker memory over 20 minutes at load (~22 min): not part of `make bench`; figures in RELIABILITY.md.
+soak: deps
+	$(BIN)/python -m bench.run_all --only bench_soak --out bench/results/SOAK.md
+
+# A long-lived local stack (Procfile, run by honcho in the background) and its stop; see the README.
+up: deps
+	$(BIN)/python -m genpool.devstack.up start
+
+down: venv
+	$(BIN)/python -m genpool.devstack.up stop
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache build

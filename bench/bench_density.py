@@ -240,8 +240,9 @@ def markdown(figures: dict[str, Any]) -> str:
         "",
         f"Worker RSS (both processes) grew {growth[0]:.0f} MiB/min in the first half of the window and "
         f"{growth[1]:.0f} MiB/min in the second. tracemalloc over 1,500 jobs in one process found no Python "
-        "objects accumulating per job (a few KiB), so the growth is below Python (allocator arenas of the "
-        "job threads); a longer soak would show where it levels off.",
+        "objects accumulating per job (a few KiB), so the growth is below Python: glibc's malloc arenas of the "
+        "job threads. Workers now cap them (GENPOOL_MALLOC_ARENA_MAX, default 2); the 20-minute soak "
+        "(`make soak`, RELIABILITY.md \"Worker memory\") shows RSS levelling off with the cap.",
         "",
         f"Worker threads at most: {threads} over {PROCESSES} processes. Why this design: a Gemini call is seconds "
         "of waiting and ~milliseconds of CPU, so one PoolWorker process holds many calls in flight on threads "

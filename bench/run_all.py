@@ -1,6 +1,9 @@
 """`make bench`: run every benchmark in `bench/`, write `BENCHMARKS.md` and the figures' JSON and plots.
 
-    .venv/bin/python -m bench.run_all [--only NAME ...] [--out BENCHMARKS.md]
+    .venv/bin/python -m bench.run_all [--only NAME ...] [--soak] [--out BENCHMARKS.md]
+
+``bench_soak`` (worker memory over 20 minutes) is not in a plain run: ``--soak`` adds it, ``make soak`` runs
+it alone (its section then goes to bench/results/SOAK.md and its figures into RELIABILITY.md by hand).
 
 Each benchmark module exposes the same small contract:
 
@@ -34,6 +37,8 @@ PLOTS = ROOT / "bench" / "plots"
 # Run order: cheap and quiet first, so a slow one cannot spoil another's timing.
 BENCHMARKS = ("bench_limiter", "bench_cpu", "bench_failover", "bench_window", "bench_quota", "bench_density",
               "bench_observability", "bench_gateway", "bench_control")
+# Long runs, only when asked for: `--soak` adds them to a full run, `--only` runs them alone (`make soak`).
+LONG = ("bench_soak",)
 
 
 def machine() -> str:
@@ -86,13 +91,14 @@ def document(sections: list[tuple[str, str, dict[str, Any]]], command: str) -> s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", choices=BENCHMARKS, help="run just these (default: all)")
+    parser.add_argument("--only", nargs="*", choices=BENCHMARKS + LONG, help="run just these (default: all)")
+    parser.add_argument("--soak", action="store_true", help="also the 20-minute soak (bench_soak, ~22 min)")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     PLOTS.mkdir(parents=True, exist_ok=True)
     sections = []
-    for name in args.only or BENCHMARKS:
+    for name in args.only or BENCHMARKS + (LONG if args.soak else ()):
         print(f"== {name}", flush=True)
         title, body, figures = run_one(name)
         (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2, default=str))

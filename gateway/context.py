@@ -3,7 +3,7 @@ route needs of them: who is calling, whose a job is, a job's record, and a job's
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,11 +105,13 @@ class Gateway:
             raise ServiceUnavailable(f"cannot reach Redis ({exc})") from exc
 
     async def submit(self, requests: Sequence[Request], account: str, priority: str,
-                     idempotency_keys: Sequence[str | None]) -> list[JobHandle]:
-        """Through the producer API, like any Python service (it is synchronous: run it on a thread)."""
+                     idempotency_keys: Sequence[str | None],
+                     turn_holders: Mapping[str, str] | None = None) -> list[JobHandle]:
+        """Through the producer API, like any Python service (it is synchronous: run it on a thread).
+        ``turn_holders``: conversation turns the gateway already holds (conversations.start_turn)."""
         def submit() -> list[JobHandle]:
             return self.pool.submit_many(requests, priority=priority, idempotency_keys=idempotency_keys,
-                                         events=True, account=account)
+                                         events=True, account=account, turn_holders=turn_holders)
 
         handles = await run_in_threadpool(submit)
         pipe = self.redis.pipeline(transaction=False)

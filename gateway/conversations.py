@@ -90,12 +90,11 @@ async def _enqueue_turn(gw: Gateway, caller: Caller, conversation_id: str, reque
     mine = await gw.turns.acquire(conversation, gw.api.turn_wait_s)
     key = f"{caller.name}:{conversation_id}:{idempotency_key}" if idempotency_key else None
     try:
-        (handle,) = await gw.submit([request], caller.name, PRIORITY, [key])
+        (handle,) = await gw.submit([request], caller.name, PRIORITY, [key], turn_holders={conversation: mine})
     except BaseException:
         await gw.turns.release(conversation, mine)
         raise
-    await gw.turns.attach(conversation, mine, handle.id)
-    return handle.id
+    return handle.id  # submit_many handed the turn to the job
 
 
 async def reply_of(gw: Gateway, record: ResultRecord, text: str | None = None) -> tuple[Reply, Any]:

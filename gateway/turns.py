@@ -2,8 +2,8 @@
 
 The worker reads a conversation's history when its job starts and appends both turns when it ends, so two
 turns running at once would each miss the other. The gateway therefore holds the conversation's turn
-(lua/turn.lua) from before it enqueues a message until that job's result record exists, across all
-gateway processes. The hold expires after twice the job deadline, so a gateway that died mid-enqueue
+(the script of genpool.shared.turns, which every sender uses) from before it enqueues a message until that
+job's result record exists, across all gateway processes; the producer hands the turn to the job. The hold expires after twice the job deadline, so a gateway that died mid-enqueue
 cannot block a conversation for long.
 """
 
@@ -12,20 +12,20 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from importlib import resources
 
 import redis.asyncio as aredis
+from rq.job import Job
 
 from genpool.gateway.errors import Conflict
 from genpool.shared import keys
+from genpool.shared.turns import SCRIPT
 
 POLL_S = (0.02, 0.25)  # first and longest pause between looks while another turn runs
 
 
 class Turns:
     def __init__(self, connection: aredis.Redis, ttl_s: float) -> None:
-        source = resources.files("genpool.gateway").joinpath("lua/turn.lua").read_text()
-        self._script = connection.register_script(source)
+        self._script = connection.register_script(SCRIPT)
         self._redis = connection
         self._ttl_ms = int(ttl_s * 1000)
 
@@ -37,7 +37,8 @@ class Turns:
         pause = POLL_S[0]
         while True:
             holder = await self._script(keys=[keys.conversation_turn(conversation_id)],
-                                        args=["acquire", mine, self._ttl_ms, keys.result("")])
+                                        args=["acquire", mine, self._ttl_ms, keys.result(""),
+                                              Job.key_for("")])
             if holder is None:
                 return mine
             if time.monotonic() + pause > deadline:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import uuid
 from collections.abc import Callable, Sequence
 
 from genpool.shared import keys
@@ -34,15 +33,10 @@ def check_redis(settings: Settings) -> str:
 
 
 def check_s3(settings: Settings) -> str:
-    from genpool.shared.storage import S3Store, StoredObject
+    from genpool.shared.storage import S3Store
 
     store = S3Store.from_settings(settings)
-    key = f"{settings.s3_prefix}/_health/{uuid.uuid4().hex}"
-    store.put(StoredObject(key=key, body=b"probe", content_type="text/plain", tags={"kind": "health"}))
-    body = store.client.get_object(Bucket=store.bucket, Key=key)["Body"].read()
-    store.client.delete_object(Bucket=store.bucket, Key=key)
-    if body != b"probe":
-        raise GenpoolError("probe object read back differently")
+    store.probe(settings.s3_prefix)
     return f"bucket {store.bucket}: write + read + delete ok"
 
 
@@ -63,7 +57,10 @@ def check_workers(settings: Settings) -> str:
     conn = connect(settings)
     depth = {p: Queue(keys.queue_name(p), connection=conn, serializer=JSONSerializer).count for p in keys.PRIORITIES}
     workers = Worker.count(connection=conn)
-    return f"{workers} workers alive; queued: " + ", ".join(f"{p}={n}" for p, n in depth.items())
+    queued = ", ".join(f"{p}={n}" for p, n in depth.items())
+    if workers == 0:
+        raise GenpoolError(f"no worker alive: nothing will run the queued jobs ({queued}); start `genpool worker`")
+    return f"{workers} workers alive; queued: {queued}"
 
 
 def run_checks(settings: Settings) -> list[Check]:

@@ -116,4 +116,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except GenpoolError as exc:
         print(f"genpool limits: {exc}", file=sys.stderr)
-        return EXIT_USAGE if exc.kind in ("config", "invalid_request") else EXIT_FAILED
+        return EXIT_USAGE if exc.kind in ("configuration", "invalid_request") else EXIT_FAILED

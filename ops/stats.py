@@ -26,9 +26,21 @@ def collect(conn: redis.Redis, settings: Settings) -> dict[str, Any]:
     return summarize(take(conn, catalog.models, catalog_limits(catalog), catalog))
 
 
+def tidy(value: Any) -> Any:
+    """Counters are floats in Redis (INCRBYFLOAT): whole numbers print as integers, the rest (costs,
+    seconds) to 12 significant digits, so no float noise (0.30000000000000004) reaches a script."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else float(f"{value:.12g}")
+    if isinstance(value, dict):
+        return {k: tidy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [tidy(v) for v in value]
+    return value
+
+
 def _show(data: dict[str, Any], as_json: bool, clear: bool, by_arm: bool = False) -> None:
     if as_json:
-        print(json.dumps(data, sort_keys=True), flush=True)
+        print(json.dumps(tidy(data), sort_keys=True), flush=True)
         return
     from rich.console import Console
 

@@ -7,7 +7,7 @@ import hashlib
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import pydantic
 import redis
@@ -18,14 +18,32 @@ from rq.serializers import JSONSerializer
 
 from genpool.shared import contract, keys
 from genpool.shared.catalog import Catalog, load_catalog
-from genpool.shared.errors import ServiceUnavailable, ValidationError
+from genpool.shared.errors import IdempotencyConflict, NoSuchJob, ServiceUnavailable, ValidationError
 from genpool.shared.events import publish as publish_event
-from genpool.shared.jobs import ACCOUNT_PATTERN, Envelope, Request, ResultRecord, new_job_id, parse_request
+from genpool.shared.jobs import (
+    ACCOUNT_PATTERN,
+    ChatRequest,
+    Envelope,
+    Request,
+    ResultRecord,
+    new_job_id,
+    parse_request,
+)
 from genpool.shared.redisconn import connect
 from genpool.shared.settings import Settings
+from genpool.shared.turns import Turns
 
 IDEMPOTENCY_TTL_S = 7 * 24 * 3600
 MAX_DEADLINE_S = 86_400
+TURN_WAIT_S = 60.0  # how long a conversation's message waits for the message before it to be answered
+
+
+class _Extras(NamedTuple):
+    """What a submit call sets for all of its jobs besides the requests."""
+
+    deadline_s: float | None
+    events: bool
+    account: str | None
 
 
 def describe_validation_error(exc: pydantic.ValidationError) -> str:
@@ -67,12 +85,17 @@ class JobHandle:
         return str(status.value if status is not None else "unknown")
 
     def wait(self, timeout_s: float = 300.0, poll_s: float = 0.05) -> ResultRecord:
-        """Block until the job is terminal; raises TimeoutError after ``timeout_s``."""
+        """Block until the job is terminal (finished or failed: the record says which); raises NoSuchJob
+        for an id genpool does not know, TimeoutError after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
+        first = True
         while True:
             record = self.result()
             if record is not None:
                 return record
+            if first and self.status() == "unknown" and self.result() is None:
+                raise NoSuchJob(f"no such job: {self.id} (never submitted, or its record expired)")
+            first = False
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"job {self.id} not finished after {timeout_s} s (status: {self.status()})")
             time.sleep(poll_s)
@@ -126,32 +149,73 @@ class GenPool:
 
     def submit(self, request: Request | Mapping[str, Any], *, priority: str = "default",
                idempotency_key: str | None = None, deadline_s: float | None = None, events: bool = False,
-               account: str | None = None) -> JobHandle:
+               account: str | None = None, turn_wait_s: float = TURN_WAIT_S) -> JobHandle:
+        """One job. A chat message on a ``conversation_id`` waits (up to ``turn_wait_s``, then
+        ConversationBusy) until the conversation's previous message is answered: turns never interleave."""
         return self.submit_many([request], priority=priority, deadline_s=deadline_s,
-                                idempotency_keys=[idempotency_key], events=events, account=account)[0]
+                                idempotency_keys=[idempotency_key], events=events, account=account,
+                                turn_wait_s=turn_wait_s)[0]
 
     def submit_many(self, requests: Sequence[Request | Mapping[str, Any]], *, priority: str = "default",
-                    idempotency_keys: Sequence[str | None] | None = None,
-                    deadline_s: float | None = None, events: bool = False,
-                    account: str | None = None) -> list[JobHandle]:
-        """Validate every request first (all or nothing), then enqueue in one pipelined round trip.
+                    idempotency_keys: Sequence[str | None] | None = None, deadline_s: float | None = None,
+                    events: bool = False, account: str | None = None, turn_wait_s: float = TURN_WAIT_S,
+                    turn_holders: Mapping[str, str] | None = None) -> list[JobHandle]:
+        """Validate every request first (all or nothing, an error names the item), then enqueue in one
+        pipelined round trip. At most one message per conversation in one call.
 
         ``events``: the job publishes its progress to a Redis stream (genpool.shared.events), which the
         gateway relays; a request with ``stream: true`` always does. ``account``: who submits (a gateway
-        token's name); the day's spend of its finished jobs is counted under it."""
+        token's name); the day's spend of its finished jobs is counted under it. ``turn_holders``: turns the
+        caller already holds (conversation id -> holder value from genpool.shared.turns; the gateway waits for
+        a turn itself): used as they are, then handed to the jobs."""
         queue = self._queue(priority)
         if deadline_s is not None and not 0 < deadline_s <= MAX_DEADLINE_S:
             raise ValidationError(f"deadline_s: must be above 0 and at most {MAX_DEADLINE_S} s (got {deadline_s})")
         if account is not None and not re.match(ACCOUNT_PATTERN, account):
             raise ValidationError(f"account: {account!r} must match {ACCOUNT_PATTERN}")
-        parsed = [self.validate(r) for r in requests]
+        parsed = self._validate_all(requests)
         idem = list(idempotency_keys or [None] * len(parsed))
         if len(idem) != len(parsed):
             raise ValidationError("idempotency_keys must have one entry per request")
+        conversations = _conversations(parsed)
+        if not conversations:
+            return self._claim_and_enqueue(queue, priority, parsed, idem, _Extras(deadline_s, events, account))
+        turns = Turns(self._redis)
+        given = dict(turn_holders or {})
+        held = {conv: given.get(conv) or _call(turns.acquire, conv, turn_wait_s)
+                for conv in sorted(set(conversations.values()))}
+        try:
+            handles = self._claim_and_enqueue(queue, priority, parsed, idem, _Extras(deadline_s, events, account))
+        except BaseException:
+            for conv, mine in held.items():
+                if conv not in given:  # the caller gives back the turns it brought
+                    with contextlib.suppress(redis.RedisError):
+                        turns.release(conv, mine)
+            raise
+        for i, conv in conversations.items():
+            if handles[i].existing:  # a retried message: its first job holds (or held) the turn
+                _call(turns.release, conv, held[conv])
+            else:
+                _call(turns.attach, conv, held[conv], handles[i].id)
+        return handles
+
+    def _validate_all(self, requests: Sequence[Request | Mapping[str, Any]]) -> list[Request]:
+        parsed = []
+        for index, request in enumerate(requests):
+            try:
+                parsed.append(self.validate(request))
+            except ValidationError as exc:
+                if len(requests) == 1:
+                    raise
+                raise ValidationError(f"request {index} (0-based): {exc}") from None
+        return parsed
+
+    def _claim_and_enqueue(self, queue: Queue, priority: str, parsed: list[Request], idem: list[str | None],
+                           extras: _Extras) -> list[JobHandle]:
         ids = [new_job_id() for _ in parsed]
-        claimed = self._claim_idempotency(ids, idem)
+        claimed = self._claim_idempotency(ids, idem, [_fingerprint(r) for r in parsed])
         fresh = [i for i, owner in enumerate(claimed) if owner == ids[i]]
-        envelopes = [self._envelope(ids[i], parsed[i], deadline_s, events, account) for i in fresh]
+        envelopes = [self._envelope(ids[i], parsed[i], extras) for i in fresh]
         try:
             self._enqueue(queue, envelopes, priority)
         except ServiceUnavailable:
@@ -189,28 +253,39 @@ class GenPool:
         except KeyError:
             raise ValidationError(f"priority: {priority!r} is not one of {', '.join(keys.PRIORITIES)}") from None
 
-    def _envelope(self, job_id: str, request: Request, deadline_s: float | None, events: bool,
-                  account: str | None) -> Envelope:
-        deadline = self.settings.job_deadline_s if deadline_s is None else deadline_s
-        events = events or bool(getattr(request, "stream", False))
-        return Envelope(job_id=job_id, request=request, deadline_s=deadline, events=events, account=account)
+    def _envelope(self, job_id: str, request: Request, extras: _Extras) -> Envelope:
+        deadline = self.settings.job_deadline_s if extras.deadline_s is None else extras.deadline_s
+        events = extras.events or bool(getattr(request, "stream", False))
+        return Envelope(job_id=job_id, request=request, deadline_s=deadline, events=events, account=extras.account)
 
-    def _claim_idempotency(self, ids: list[str], idem: list[str | None]) -> list[str]:
-        """For each request, the job id that owns it: a fresh id, or the earlier job's for a reused key."""
+    def _claim_idempotency(self, ids: list[str], idem: list[str | None], prints: list[str]) -> list[str]:
+        """For each request, the job id that owns it: a fresh id, or the earlier job's for a reused key.
+        A claim is ``<job id>:<fingerprint of the request>``; a key reused with another request is an
+        IdempotencyConflict naming the first job (and this call's fresh claims are given back)."""
         owners = list(ids)
         wanted = [(i, keys.idempotency(_digest(k))) for i, k in enumerate(idem) if k]
         if not wanted:
             return owners
         pipe = self._redis.pipeline(transaction=False)
         for i, key in wanted:
-            pipe.set(key, ids[i], nx=True, ex=IDEMPOTENCY_TTL_S)
+            pipe.set(key, f"{ids[i]}:{prints[i]}", nx=True, ex=IDEMPOTENCY_TTL_S)
             pipe.get(key)
         replies = _call(pipe.execute)
+        conflict: IdempotencyConflict | None = None
         for n, (i, key) in enumerate(wanted):
-            owner = replies[2 * n + 1].decode()
+            claim = _text(replies[2 * n + 1])
+            owner, _, owner_print = claim.partition(":")
             if owner != ids[i] and self._dangling(key, owner):
-                owner = _call(self._take_over, key, owner, ids[i])
+                claim = _call(self._take_over, key, claim, f"{ids[i]}:{prints[i]}")
+                owner, _, owner_print = claim.partition(":")
+            if owner != ids[i] and owner_print and owner_print != prints[i] and conflict is None:
+                conflict = IdempotencyConflict(
+                    f"idempotency_key {idem[i]!r} was first used for job {owner} with a different request; "
+                    "use a new key for a new request", job_id=owner)
             owners[i] = owner
+        if conflict is not None:
+            self._release_claims([idem[i] for i in range(len(ids)) if idem[i] and owners[i] == ids[i]])
+            raise conflict
         return owners
 
     def _dangling(self, key: str, owner: str) -> bool:
@@ -278,6 +353,25 @@ def _text(value: bytes | str) -> str:
 
 def _digest(idempotency_key: str) -> str:
     return hashlib.sha256(idempotency_key.encode()).hexdigest()
+
+
+def _fingerprint(request: Request) -> str:
+    """The request as validated (defaults filled in), hashed: what an idempotency key is bound to."""
+    return hashlib.sha256(request.model_dump_json().encode()).hexdigest()[:32]
+
+
+def _conversations(parsed: list[Request]) -> dict[int, str]:
+    """Index -> conversation id of the chat messages on a genpool-kept conversation; one per conversation."""
+    found: dict[int, str] = {}
+    for index, request in enumerate(parsed):
+        if isinstance(request, ChatRequest) and request.conversation_id:
+            if request.conversation_id in found.values():
+                first = next(i for i, c in found.items() if c == request.conversation_id)
+                raise ValidationError(f"requests {first} and {index}: two messages for conversation "
+                                      f"{request.conversation_id!r} in one submit; send the second once the first "
+                                      "is answered")
+            found[index] = request.conversation_id
+    return found
 
 
 def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:

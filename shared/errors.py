@@ -20,15 +20,40 @@ class GenpoolError(Exception):
 
 
 class ConfigError(GenpoolError):
-    """Settings, catalog or environment are wrong; the message says what to set."""
+    """Settings, catalog or environment are wrong; the message says what to set. A job that meets one fails
+    at once with a record of this type (no retry: every try would meet it again)."""
 
-    kind = "config"
+    kind = "configuration"
+
+
+class StorageConfigError(ConfigError):
+    """The bucket is missing, the credentials are missing or refused: S3 answers, but not for genpool."""
 
 
 class ValidationError(GenpoolError):
     """A request is invalid; nothing was enqueued."""
 
     kind = "invalid_request"
+
+
+class IdempotencyConflict(ValidationError):
+    """An idempotency key came back with a different request than the job it first made."""
+
+    def __init__(self, message: str, *, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class NoSuchJob(GenpoolError):
+    """A job id genpool has neither a queued job nor a result record for."""
+
+    kind = "no_such_job"
+
+
+class ConversationBusy(GenpoolError):
+    """Another message of the conversation is still being answered; send again once it is done."""
+
+    kind = "conversation_busy"
 
 
 class Retryable(GenpoolError):

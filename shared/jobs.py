@@ -6,7 +6,15 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 
 from genpool.shared.contract import PRESETS, AspectRatio, Preset
 from genpool.shared.schema import schema_problems
@@ -32,7 +40,15 @@ Priority = Literal["high", "default", "low"]
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 #: Who submitted a job (a gateway token's name): its spend per day is counted (keys.account_spend).
 ACCOUNT_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,31}$"
-Prompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return text
+
+
+Prompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS), AfterValidator(_not_blank)]
 
 
 class _Strict(BaseModel):
@@ -60,7 +76,7 @@ def default_safety() -> list[SafetySetting]:
 class _Request(_Strict):
     model: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.\-]{1,80}$")] | None = None
     allow_fallback: bool = True
-    system_instruction: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | None = None
+    system_instruction: Annotated[str, Field(max_length=MAX_PROMPT_CHARS), AfterValidator(_not_blank)] | None = None
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     safety: list[SafetySetting] = Field(default_factory=default_safety, max_length=10)
     cache: bool | None = None  # serve an identical request's stored answer (None: GENPOOL_CACHE decides)
@@ -111,6 +127,9 @@ class ChatRequest(_Streamable):
     @model_validator(mode="after")
     def _one_form(self) -> ChatRequest:
         if self.conversation_id is not None:
+            if self.messages is not None:  # the stored history and this one would both be sent
+                raise ValueError("a chat has either 'messages' (the whole history) or 'conversation_id' and "
+                                 "'message' (genpool keeps the history), not both")
             if self.message is None:
                 raise ValueError("a chat with conversation_id needs 'message' (the new user turn)")
         elif self.messages is None:
@@ -144,7 +163,11 @@ class ImageRequest(_Request):
     @model_validator(mode="after")
     def _preset(self) -> ImageRequest:
         if self.preset is not None:
-            object.__setattr__(self, "aspect_ratio", PRESETS[self.preset])
+            ratio = PRESETS[self.preset]
+            if "aspect_ratio" in self.model_fields_set and self.aspect_ratio != ratio:
+                raise ValueError(f"preset {self.preset} is {ratio}; aspect_ratio {self.aspect_ratio} contradicts "
+                                 "it: give one or the other")
+            object.__setattr__(self, "aspect_ratio", ratio)
         return self
 
     def prompt_chars(self) -> int:

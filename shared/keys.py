@@ -128,6 +128,12 @@ def conversation(conversation_id: str) -> str:
     return f"{PREFIX}:conv:{conversation_id}"
 
 
+def conversation_turn(conversation_id: str) -> str:
+    """String: the turn in progress of a conversation (``pending:<token>`` or ``job:<id>``); whoever sends
+    holds it so that two senders' turns cannot interleave (shared/turns.py)."""
+    return f"{PREFIX}:convturn:{conversation_id}"
+
+
 def job_lock(job_id: str) -> str:
     """String: held by the worker that is generating a job, so a retried job is not paid twice."""
     return f"{PREFIX}:lock:{job_id}"
@@ -172,12 +178,6 @@ def job_events(job_id: str) -> str:
 def conversation_state(conversation_id: str) -> str:
     """String (JSON): the latest structured reply of a conversation whose chat carries a json_schema."""
     return f"{PREFIX}:convstate:{conversation_id}"
-
-
-def conversation_turn(conversation_id: str) -> str:
-    """String: the turn in progress of a conversation (``pending:<token>`` or ``job:<id>``); the gateway
-    holds it so that two senders' turns cannot interleave."""
-    return f"{PREFIX}:convturn:{conversation_id}"
 
 
 def account_spend(account: str, day: str) -> str:

@@ -7,12 +7,13 @@ text, so nothing a client sends can steer where an object lands.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode
 
-from genpool.shared.errors import ConfigError, StorageUnavailable
+from genpool.shared.errors import StorageConfigError, StorageUnavailable
 
 if TYPE_CHECKING:
     from genpool.shared.settings import Settings
@@ -21,6 +22,16 @@ EXTENSIONS = {"text": ("txt", "text/plain; charset=utf-8"), "chat": ("txt", "tex
               "json": ("json", "application/json"), "image": ("png", "image/png")}
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 _TAG_SAFE = re.compile(r"[^A-Za-z0-9 +\-=._:/@]")
+PROBE_PREFIX = "_probe"  # worker start-up and `genpool health` write and delete <prefix>/_probe/<uuid>
+# S3 answered, and the answer is about genpool's configuration: no retry can help (StorageConfigError).
+_REFUSED = {"AccessDenied": "S3 refused access to bucket {bucket!r} (AccessDenied): check the credentials' policy "
+                            "(RELIABILITY.md lists what the workers need)",
+            "InvalidAccessKeyId": "S3 does not know the access key (InvalidAccessKeyId): check AWS_ACCESS_KEY_ID",
+            "SignatureDoesNotMatch": "S3 refused the secret key (SignatureDoesNotMatch): check AWS_SECRET_ACCESS_KEY",
+            "ExpiredToken": "the S3 session token has expired (ExpiredToken): renew AWS_SESSION_TOKEN",
+            "InvalidToken": "S3 refused the session token (InvalidToken): check AWS_SESSION_TOKEN",
+            "NoSuchBucket": "S3 bucket {bucket!r} does not exist: create it or set S3_BUCKET",
+            "AllAccessDisabled": "S3 refused all access to bucket {bucket!r}: check S3_BUCKET"}
 
 
 @dataclass(frozen=True)
@@ -58,7 +69,17 @@ def tag_value(value: str) -> str:
     return _TAG_SAFE.sub("_", value)[:256]
 
 
-def _translate(exc: Exception) -> Exception:
+def _translate(exc: Exception, bucket: str) -> Exception:
+    """botocore's exception as genpool's: a configuration problem (no retry helps) or an outage."""
+    from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
+
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return StorageConfigError("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (in the "
+                                  "environment or .env), or AWS_PROFILE, or run with an instance/container role")
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in _REFUSED:
+            return StorageConfigError(_REFUSED[code].format(bucket=bucket))
     return StorageUnavailable(f"object store unreachable: {type(exc).__name__}: {exc}")
 
 
@@ -72,7 +93,6 @@ class S3Store:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3Store:
-        import boto3
         from botocore.config import Config
 
         config = Config(
@@ -80,8 +100,8 @@ class S3Store:
             retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=max(10, settings.concurrency),
             signature_version="s3v4",
         )
-        client = boto3.session.Session().client(
-            "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region, config=config)
+        client = session(settings).client("s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region,
+                                          config=config)
         return cls(settings.s3_bucket, client)
 
     def put(self, obj: StoredObject) -> None:
@@ -92,12 +112,8 @@ class S3Store:
                 Bucket=self.bucket, Key=obj.key, Body=obj.body, ContentType=obj.content_type,
                 Metadata=dict(obj.metadata), Tagging=urlencode({k: tag_value(v) for k, v in obj.tags.items()}),
             )
-        except ClientError as exc:
-            if _is_missing_bucket(exc):
-                raise ConfigError(f"S3 bucket {self.bucket!r} does not exist: create it or set S3_BUCKET") from exc
-            raise _translate(exc) from exc
-        except BotoCoreError as exc:
-            raise _translate(exc) from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, self.bucket) from exc
 
     def exists(self, key: str) -> bool:
         return self.head(key) is not None
@@ -111,10 +127,40 @@ class S3Store:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
-            raise _translate(exc) from exc
+            raise _translate(exc, self.bucket) from exc
         except BotoCoreError as exc:
-            raise _translate(exc) from exc
+            raise _translate(exc, self.bucket) from exc
         return {str(k): str(v) for k, v in reply.get("Metadata", {}).items()}
+
+    def read(self, bucket: str, key: str) -> bytes:
+        """An object's body (``genpool result --out``, ``submit --wait``)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return bytes(self._client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise StorageUnavailable(f"s3://{bucket}/{key} does not exist (yet): a result kept in a "
+                                         "worker's spool is uploaded when S3 takes it") from exc
+            raise _translate(exc, bucket) from exc
+        except BotoCoreError as exc:
+            raise _translate(exc, bucket) from exc
+
+    def probe(self, prefix: str) -> str:
+        """Write, read back and delete a small object: the bucket exists and these credentials may write
+        (and delete what they wrote). Raises StorageConfigError / StorageUnavailable; returns the key used."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        key = f"{prefix}/{PROBE_PREFIX}/{uuid.uuid4().hex}" if prefix else f"{PROBE_PREFIX}/{uuid.uuid4().hex}"
+        self.put(StoredObject(key=key, body=b"probe", content_type="text/plain"))
+        try:
+            body = self.read(self.bucket, key)
+            self._client.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, self.bucket) from exc
+        if body != b"probe":
+            raise StorageUnavailable(f"the probe object {key} read back differently")
+        return key
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it is missing (local servers, first runs)."""
@@ -125,12 +171,20 @@ class S3Store:
         except ClientError:
             self._client.create_bucket(Bucket=self.bucket)
         except BotoCoreError as exc:
-            raise _translate(exc) from exc
+            raise _translate(exc, self.bucket) from exc
 
     @property
     def client(self) -> Any:
         return self._client
 
 
-def _is_missing_bucket(exc: Any) -> bool:
-    return exc.response.get("Error", {}).get("Code") in ("NoSuchBucket",)
+def session(settings: Settings) -> Any:
+    """A boto3 session with the credentials Settings holds (environment or env file), else boto3's chain."""
+    import boto3
+
+    if settings.aws_access_key_id:
+        return boto3.session.Session(
+            aws_access_key_id=settings.aws_access_key_id,
+            aws_secret_access_key=settings.aws_secret_access_key.reveal(),
+            aws_session_token=settings.aws_session_token.reveal() or None, region_name=settings.aws_region)
+    return boto3.session.Session(profile_name=settings.aws_profile, region_name=settings.aws_region)

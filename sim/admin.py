@@ -1,4 +1,4 @@
-"""The loopback admin API under /_sim/: health, stats, reset, runtime faults and model overrides."""
+"""The loopback admin API under /_sim/: health, stats, reset, runtime faults, model overrides, accepted keys."""
 
 from __future__ import annotations
 
@@ -26,6 +26,14 @@ def _post_models(sim: Simulator, body: Any) -> dict[str, Any]:
     return _settings_view(sim)
 
 
+def _post_keys(sim: Simulator, body: Any) -> dict[str, Any]:
+    keys = body.get("api_keys") if isinstance(body, dict) else None
+    if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
+        raise ConfigError('expected {"api_keys": ["key", ...]} (an empty list accepts any key)')
+    sim.set_api_keys(frozenset(keys))
+    return {"api_keys": len(keys)}  # how many, never the keys
+
+
 def _post_reset(sim: Simulator, body: Any) -> dict[str, Any]:
     sim.reset()
     return {"status": "reset"}
@@ -37,7 +45,7 @@ _GET = {
     "faults": lambda sim: {"faults": sim.faults.describe()},
     "models": _settings_view,
 }
-_POST = {"faults": _post_faults, "models": _post_models, "reset": _post_reset}
+_POST = {"faults": _post_faults, "models": _post_models, "keys": _post_keys, "reset": _post_reset}
 
 
 def handle_admin(sim: Simulator, method: str, name: str, raw_body: bytes) -> tuple[int, dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
@@ -23,7 +24,7 @@ class Simulator:
 
     def __init__(self, config: SimConfig, log: RequestLog | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        self.config = config
+        self.config = self._configured = config
         self.clock = clock
         self.log = log or RequestLog(None)
         self.started_s = clock()
@@ -34,6 +35,7 @@ class Simulator:
     def reset(self) -> None:
         """Back to the freshly started state: config faults re-armed from now, counters and windows empty."""
         with self._lock:
+            self.config = self._configured
             self.reset_s = self.clock()
             self._defaults: dict[str, Any] = dict(self.config.defaults)
             self._overrides: dict[str, dict[str, Any]] = {}
@@ -43,6 +45,11 @@ class Simulator:
             self.rng = random.Random(self.config.seed)
             self._fault_posts = 0
             self.faults = FaultBoard(self.config.faults, self.reset_s, self.config.seed)
+
+    def set_api_keys(self, api_keys: frozenset[str]) -> None:
+        """Accept only these keys from now on (a key revoked while its clients run); reset restores the config's."""
+        with self._lock:
+            self.config = dataclasses.replace(self.config, api_keys=api_keys)
 
     # -- models ---------------------------------------------------------------------------------------
 

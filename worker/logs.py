@@ -1,4 +1,8 @@
-"""Logging set-up for worker processes: text for people, JSON lines for log pipelines."""
+"""Logging set-up for worker processes: text for people, JSON lines for log pipelines.
+
+At INFO a worker writes one line per attempt (``genpool.attempt``) and a few at start and stop; RQ's
+per-job lines, httpx's per-request line and the SDK's per-call line are kept to warnings (DEBUG shows them).
+"""
 
 from __future__ import annotations
 
@@ -31,7 +35,17 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # RQ logs every job start/finish at INFO: that is a line per job per state; keep it to warnings.
-    logging.getLogger("rq.worker").setLevel(max(logging.WARNING, root.level))
-    logging.getLogger("rq.scheduler").setLevel(max(logging.WARNING, root.level))
-    logging.getLogger("rq.queue").setLevel(max(logging.WARNING, root.level))
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(rq_level(level))
+
+
+#: Loggers that write a line per job or per HTTP request at INFO: RQ (job start/finish, dequeue), httpx /
+#: httpx2 ("HTTP Request: POST ..."), google-genai ("AFC is enabled ..."), botocore's credential lookups.
+CHATTY = ("rq.worker", "rq.job", "rq.scheduler", "rq.queue", "rq.intermediate_queue", "httpx", "httpx2",
+          "httpcore", "google_genai", "google_genai.models", "botocore", "boto3", "urllib3")
+
+
+def rq_level(level: str | int) -> int:
+    """The level for the chatty loggers: WARNING, unless genpool itself logs at DEBUG."""
+    numeric = level if isinstance(level, int) else logging.getLevelName(str(level).upper())
+    return logging.DEBUG if numeric == logging.DEBUG else max(logging.WARNING, int(numeric))

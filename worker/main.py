@@ -10,21 +10,24 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 import redis
 
 from genpool.shared.catalog import Catalog
-from genpool.shared.errors import ConfigError, GenpoolError
+from genpool.shared.errors import AuthError, ConfigError, GenpoolError
 from genpool.shared.ratelimit import RedisLimiter
 from genpool.shared.ratelimit.limits import format_changes
 from genpool.shared.routing import RoutingStore
-from genpool.shared.settings import Settings
-from genpool.worker import logs, stalls
+from genpool.shared.settings import Settings, redacted_url
+from genpool.worker import logs, memory, stalls
 from genpool.worker.pool import PoolWorker, queues_for
 from genpool.worker.runtime import Runtime, redis_client, set_runtime
 
 log = logging.getLogger("genpool.worker")
+KEY_CHECK_TIMEOUT_S = 10.0
+EXIT_REFUSED = 2  # the worker refused to start: its one line on stderr says what to set
 
 
 def check_redis(conn: redis.Redis, url_hint: str) -> None:
@@ -34,6 +37,32 @@ def check_redis(conn: redis.Redis, url_hint: str) -> None:
         raise ConfigError(f"cannot reach Redis at REDIS_URL ({url_hint}): {exc}") from None
     for problem in durability_problems(_config(conn, "maxmemory-policy", "appendonly")):
         log.warning("%s", problem)
+
+
+def check_bucket(runtime: Runtime) -> None:
+    """Write and delete a probe object: a missing bucket or refused credentials stop the worker here,
+    before it takes a job, not after it has paid for an answer it cannot store."""
+    try:
+        runtime.store.probe(runtime.settings.s3_prefix)
+    except ConfigError:
+        raise
+    except GenpoolError as exc:
+        endpoint = runtime.settings.s3_endpoint_url or "AWS"
+        raise ConfigError(f"cannot write to S3 bucket {runtime.store.bucket!r} at S3_ENDPOINT_URL ({endpoint}): "
+                          f"{exc}") from None
+
+
+def check_key(runtime: Runtime) -> None:
+    """A metadata call (models.get, never billed) on the text chain's head model: a refused key stops the
+    worker. Gemini unreachable or the model unknown is not the key's fault: the worker starts and its jobs
+    meet that through the failure policy."""
+    model = runtime.catalog.chain_for("text", None, True)[0]
+    try:
+        runtime.gateway.get_model(model, timeout_s=KEY_CHECK_TIMEOUT_S)
+    except AuthError as exc:
+        raise ConfigError(f"GEMINI_API_KEY was refused by Gemini ({exc}): check the key") from None
+    except GenpoolError as exc:
+        log.warning("could not check GEMINI_API_KEY (%s: %s); starting anyway", exc.kind, exc)
 
 
 def durability_problems(config: dict[str, str]) -> list[str]:
@@ -56,18 +85,14 @@ def _config(conn: redis.Redis, *names: str) -> dict[str, str]:
         return {}
 
 
-def _redacted(url: str) -> str:
-    if "@" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
-
-
 def prepare(settings: Settings) -> Runtime:
-    """Build the process's runtime and check its dependencies, with one clear line per problem."""
+    """Build the process's runtime and check what it depends on: Redis, the bucket, the key. The first
+    problem found is a ConfigError whose one line says what to set; no job is taken before."""
     settings.require_api_key()
     runtime = Runtime.build(settings)
-    check_redis(runtime.redis, _redacted(settings.redis_url))
+    check_redis(runtime.redis, redacted_url(settings.redis_url))
+    check_bucket(runtime)
+    check_key(runtime)
     sync_limits(runtime.limiter, runtime.catalog)
     sync_routing(runtime.routes)
     runtime.control.poll()  # the routing and budgets in force before the first job
@@ -86,6 +111,19 @@ def sync_routing(routes: RoutingStore) -> None:
         fields = " ".join(f"{k}={v}" for k, v in sorted(change.override.items()))
         log.warning("routing: operator override in force (%s); `genpool models rollback KIND` returns to the "
                     "catalog", fields)
+
+
+def prepare_waiting(settings: Settings, wait_s: float, pause_s: float = 1.0) -> Runtime:
+    """``prepare``, tried again for up to ``wait_s`` while what it checks is not there yet (a stack whose
+    Redis, S3 and simulator start together); the last problem is the one reported."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return prepare(settings)
+        except ConfigError:
+            if time.monotonic() + pause_s > deadline:
+                raise
+            time.sleep(pause_s)
 
 
 def sync_limits(limiter: RedisLimiter, catalog: Catalog) -> None:
@@ -123,8 +161,9 @@ def start_spool_drainer(runtime: Runtime, stop: threading.Event, interval_s: flo
     return thread
 
 
-def run_one(settings: Settings, concurrency: int, burst: bool) -> int:
-    runtime = prepare(settings)
+def run_one(settings: Settings, concurrency: int, burst: bool, max_jobs: int = 0, wait_s: float = 0.0) -> int:
+    memory.cap_arenas(settings.malloc_arena_max)  # before any job thread exists
+    runtime = prepare_waiting(settings, wait_s)
     # RQ gets its own pool: it raises its pool's socket timeout to dequeue_timeout + 10 s (for its
     # blocking dequeue), which on the shared pool would also stretch every limiter and result call past
     # GENPOOL_REDIS_TIMEOUT_S while Redis hangs.
@@ -135,10 +174,10 @@ def run_one(settings: Settings, concurrency: int, burst: bool) -> int:
     start_spool_drainer(runtime, stop)
     stalls.start_watch(runtime.runner.report_stalls, stop)
     runtime.control.start(stop)
-    log.info("worker %s: %d jobs in flight at most, queues %s", worker.name, concurrency,
-             ", ".join(q.name for q in worker.queues))
+    log.info("worker %s: %d jobs in flight at most, queues %s%s", worker.name, concurrency,
+             ", ".join(q.name for q in worker.queues), f", recycled after {max_jobs} jobs" if max_jobs else "")
     try:
-        worker.work(burst=burst, logging_level=settings.log_level)
+        worker.work(burst=burst, logging_level=logging.getLevelName(logs.rq_level(settings.log_level)), max_jobs=max_jobs or None)
     except SystemExit:
         if not worker.cold_shutdown:
             raise
@@ -154,38 +193,51 @@ def run_one(settings: Settings, concurrency: int, burst: bool) -> int:
     return 0
 
 
-def run_many(workers: int, concurrency: int, burst: bool) -> int:
-    """Supervise ``workers`` processes; SIGTERM/SIGINT is passed on for a warm shutdown."""
-    argv = [sys.executable, "-m", "genpool.worker.main", "--concurrency", str(concurrency)] + (["--burst"] if burst else [])
+def run_many(settings: Settings, workers: int, concurrency: int, burst: bool, max_jobs: int = 0,
+             wait_s: float = 0.0) -> int:
+    """Supervise ``workers`` processes; SIGTERM/SIGINT is passed on for a warm shutdown. A process that
+    leaves after its ``max_jobs`` jobs (exit 0, not in burst mode) is replaced by a fresh one."""
+    prepare_waiting(settings, wait_s)  # one line here, not one per process, when something is misconfigured
+    argv = [sys.executable, "-m", "genpool.worker.main", "--supervised", "--concurrency", str(concurrency),
+            "--max-jobs", str(max_jobs)] + (["--burst"] if burst else [])
+    stopping = threading.Event()
     procs = [subprocess.Popen(argv) for _ in range(workers)]
 
     def forward(signum: int, _frame: object) -> None:
+        stopping.set()
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    codes = [proc.wait() for proc in procs]
-    return max(codes, default=0)
+    return memory.supervise(procs, lambda: subprocess.Popen(argv), recycle=bool(max_jobs) and not burst,
+                            stopping=stopping)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genpool worker", description="Run genpool workers.")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default GENPOOL_WORKERS, 1)")
     parser.add_argument("--concurrency", type=int, default=None, help="jobs in flight per process")
     parser.add_argument("--burst", action="store_true", help="quit when the queues are empty")
+    parser.add_argument("--max-jobs", type=int, default=None,
+                        help="recycle a worker process after this many jobs (default GENPOOL_WORKER_MAX_JOBS; 0 = never)")
+    parser.add_argument("--wait-for-deps", type=float, default=0.0, metavar="S",
+                        help="retry the start-up checks (Redis, bucket, key) for up to S seconds")
+    parser.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)  # one process of run_many
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
         logs.configure(settings.log_level, settings.log_format)
         concurrency = args.concurrency or settings.concurrency
-        if args.workers > 1:
-            return run_many(args.workers, concurrency, args.burst)
-        return run_one(settings, concurrency, args.burst)
+        max_jobs = settings.worker_max_jobs if args.max_jobs is None else max(0, args.max_jobs)
+        workers = args.workers or settings.workers
+        if not args.supervised and (workers > 1 or (max_jobs and not args.burst)):
+            return run_many(settings, workers, concurrency, args.burst, max_jobs, args.wait_for_deps)
+        return run_one(settings, concurrency, args.burst, max_jobs, args.wait_for_deps)
     except GenpoolError as exc:
         print(f"genpool worker: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_REFUSED
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from rq.serializers import JSONSerializer
 from genpool.shared import keys
 from genpool.shared.errors import BudgetDeferred, Deferred
 from genpool.worker.abandoned import record_abandoned
-from genpool.worker.jobguard import GenpoolJob, record_refusal
+from genpool.worker.jobguard import GenpoolJob, record_refusal, refused
 from genpool.worker.rqcompat.scheduler import reschedule_now
 from genpool.worker.rqcompat.worker import ThreadedWorker
 from genpool.worker.runner import JobFailed
@@ -44,7 +44,8 @@ class PoolWorker(ThreadedWorker):
 
     def on_job_failure(self, job: Job, queue: Queue, execution: Execution, exc: BaseException | None) -> bool:
         if isinstance(exc, Deferred):
-            log.info("job %s: no model can take it soon; back on the queue in %.1f s", job.id, exc.delay_s)
+            # DEBUG: under a backlog at quota this is most jobs; INFO is one line per attempt (docs/observability.md)
+            log.debug("job %s: no model can take it soon; back on the queue in %.1f s", job.id, exc.delay_s)
             self.defer(job, queue, execution, exc.delay_s)
             if isinstance(exc, BudgetDeferred):  # back at once when a budget is raised (genpool budget set)
                 park(self.connection, queue.name, job.id)
@@ -52,6 +53,14 @@ class PoolWorker(ThreadedWorker):
         if isinstance(exc, JobFailed):
             job.retries_left = 0  # a terminal genpool failure: RQ's Retry is only for worker deaths
         return False
+
+    def one_line_failure(self, job: Job, exc: BaseException | None) -> bool:
+        """A failed job's record says why (its attempts were logged); a refusal is logged by record_refusal."""
+        if isinstance(exc, JobFailed):
+            error = exc.record.error
+            log.warning("job %s failed: %s: %s", exc.record.id, error.type if error else "failed", exc)
+            return True
+        return refused(exc)
 
 
 def park(connection: redis.Redis, queue_name: str, job_id: str) -> None:

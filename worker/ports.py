@@ -76,6 +76,8 @@ class Results(Protocol):
 
     def find_output(self, job_id: str, kind: str) -> dict[str, str] | None: ...
 
+    def check_storage(self) -> None: ...  # raises ConfigError while the bucket refuses genpool
+
     def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None,
              state: bytes | None = None) -> None: ...
 

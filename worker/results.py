@@ -11,7 +11,7 @@ import redis
 import tenacity
 
 from genpool.shared import keys
-from genpool.shared.errors import GenpoolError, StorageUnavailable
+from genpool.shared.errors import ConfigError, GenpoolError, StorageConfigError, StorageUnavailable
 from genpool.shared.jobs import ResultRecord, StorageRef
 from genpool.shared.metrics import MetricsBatch
 from genpool.shared.storage import ObjectStore, StoredObject, content_type, object_key
@@ -23,6 +23,7 @@ log = logging.getLogger("genpool.results")
 CONVERSATION_TTL_S = 30 * 24 * 3600
 SPEND_TTL_S = 2 * 24 * 3600  # an account's spend per UTC day is read on that day only
 ROUTE_PIN_TTL_S = 2 * 24 * 3600  # longer than a job waits: a budget deferral lasts until midnight at most
+RECHECK_STORAGE_S = 5.0  # while the bucket is misconfigured, look again at most this often (a probe object)
 
 
 class ResultStore:
@@ -34,6 +35,8 @@ class ResultStore:
         self._spool = spool
         self._prefix = prefix
         self._ttl_s = result_ttl_s
+        self._clock = time.monotonic
+        self._misconfigured: tuple[StorageConfigError, float] | None = None  # (the problem, when last seen)
         self._upload = tenacity.Retrying(  # S3's own client does not retry (shared/storage.py)
             stop=tenacity.stop_after_attempt(upload_attempts),
             wait=tenacity.wait_exponential(multiplier=upload_backoff_s, min=upload_backoff_s),
@@ -70,22 +73,69 @@ class ResultStore:
         return StorageRef(bucket=self._store.bucket, key=key)
 
     def _put_or_spool(self, obj: StoredObject) -> None:
+        """Upload, or keep the paid answer in the spool. S3 down: the job goes on (its record points at the
+        key the drainer will fill). S3 refusing genpool (no bucket, bad credentials): kept too, and the job
+        fails with a configuration record (StorageConfigError); jobs after it fail before their call."""
         upload = self._upload.copy()  # one per call: job threads upload concurrently
         try:
             upload(self._store.put, obj)
+            self._misconfigured = None
             return
         except StorageUnavailable as exc:
             log.warning("upload of %s failed %d times (%s)", obj.key, upload.statistics.get("attempt_number", 0), exc)
+        except StorageConfigError as exc:
+            self._misconfigured = (exc, self._clock())
+            self._keep(obj)
+            raise StorageConfigError(f"{exc}; the answer is kept in the worker's spool and uploaded to "
+                                     f"{obj.key} once S3 takes it") from None
+        self._keep(obj)
+        log.warning("S3 unavailable: %s kept in the local spool until it can be uploaded", obj.key)
+
+    def _keep(self, obj: StoredObject) -> None:
         self._spool.save(obj)
         self._redis.sadd(keys.spool_index(), obj.key)
-        log.warning("S3 unavailable: %s kept in the local spool until it can be uploaded", obj.key)
+
+    def check_storage(self) -> None:
+        """Before a paid call: raise StorageConfigError while the bucket refuses genpool (found by an upload
+        or by a probe object at most every RECHECK_STORAGE_S); a probe that goes through clears it."""
+        if self._misconfigured is None:
+            return
+        problem, seen_at = self._misconfigured
+        if self._clock() - seen_at < RECHECK_STORAGE_S:
+            raise problem
+        probe = getattr(self._store, "probe", None)
+        try:
+            if probe is not None:
+                probe(self._prefix)
+        except ConfigError as exc:
+            self._misconfigured = (StorageConfigError(str(exc)), self._clock())
+            raise self._misconfigured[0] from None
+        except GenpoolError:
+            self._misconfigured = (problem, self._clock())  # S3 down now: still not known to be fixed
+            raise problem from None
+        self._misconfigured = None
+        log.warning("S3 takes genpool's objects again (bucket %s)", self._store.bucket)
 
     def drain_spool(self) -> int:
         """Upload what the spool holds; each uploaded key leaves the spool index. Returns how many."""
         return self._spool.drain(self._store, on_uploaded=self._unindex)
 
     def _unindex(self, key: str) -> None:
+        self._misconfigured = None  # S3 took an object: whatever refused genpool is fixed
         self._redis.srem(keys.spool_index(), key)
+        self._settle(key)
+
+    def _settle(self, key: str) -> None:
+        """A job that failed only because S3 refused its paid answer: now that the answer is stored, its
+        record says finished (and where), so `genpool result --out` finds it."""
+        record = self.get(key.rsplit("/", 1)[-1].split(".", 1)[0])
+        if record is None or record.status != "failed" or record.model_used is None or (
+                record.error is None or record.error.type != ConfigError.kind):
+            return
+        stored = record.model_copy(update={"status": "finished", "error": None,
+                                           "storage": StorageRef(bucket=self._store.bucket, key=key)})
+        self._redis.set(keys.result(record.id), stored.model_dump_json(), keepttl=True)
+        log.info("job %s: its kept answer is stored now (%s); record finished", record.id, key)
 
     def find_output(self, job_id: str, kind: str) -> dict[str, str] | None:
         """Metadata of this job's stored object, if it exists (used only when a job is run again)."""
@@ -100,7 +150,8 @@ class ResultStore:
     def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None,
              state: bytes | None = None) -> None:
         """One round trip. A conversation's turns (and structured state) are written before the record:
-        once the record exists, the next turn (which waits for it) reads the whole history."""
+        once the record exists, the next message (its sender waits for it, shared/turns.py) reads the whole
+        history."""
         pipe = self._redis.pipeline(transaction=False)
         pipe.delete(keys.job_route(record.id))
         if new_turns and record.conversation_id:

@@ -133,6 +133,7 @@ class Runner:
     def _paid(self, envelope: Envelope, trace: Trace, call: Call, history: list[Turn],
               deadline_at: float) -> tuple[ResultRecord, Generation]:
         try:
+            self.ports.results.check_storage()  # a bucket known to refuse genpool: fail before paying
             model, gen = self._walk(call, trace.chain, trace, deadline_at)
         except e.Deferred as exc:
             if trace.progress is not None:
@@ -140,7 +141,10 @@ class Runner:
             raise
         except e.GenpoolError as exc:
             raise self.fail(envelope, trace, exc) from exc
-        return self._finish(envelope, trace, model, gen, history), gen
+        try:
+            return self._finish(envelope, trace, model, gen, history), gen
+        except e.ConfigError as exc:  # paid, kept in the spool, not storable: fail now, never pay again
+            raise self.fail(envelope, trace, exc, paid=(model, gen)) from exc
 
     def _through_cache(self, cache: ResponseCache, envelope: Envelope, trace: Trace, call: Call,
                        history: list[Turn], deadline_at: float) -> ResultRecord:
@@ -173,8 +177,14 @@ class Runner:
         every model of its chain plus the longest limiter wait."""
         return sum(self._spec(m).timeout_s for m in chain) + self.config.max_limiter_wait_s
 
-    def fail(self, envelope: Envelope, trace: Trace, exc: e.GenpoolError) -> JobFailed:
+    def fail(self, envelope: Envelope, trace: Trace, exc: e.GenpoolError,
+             paid: tuple[str, Generation] | None = None) -> JobFailed:
         record = trace.failure(exc, self.ports.wall())
+        if paid is not None:
+            model, gen = paid
+            record = record.model_copy(update={
+                "model_used": model, "prompt_tokens": gen.prompt_tokens, "output_tokens": gen.output_tokens,
+                "cost_usd": self._spec(model).cost_usd(gen.prompt_tokens, gen.output_tokens, gen.images)})
         self.ports.results.save(record, trace.metrics)
         if trace.progress is not None:
             trace.progress.ended(record)

@@ -43,6 +43,7 @@ class Runtime:
     limiter: RedisLimiter
     routes: RoutingStore
     control: ControlWatch  # keeps the runner's routing and the limiter's budgets current
+    gateway: GeminiGateway
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -63,7 +64,7 @@ class Runtime:
         runner = Runner(ports, catalog, config, routing, cache)
         routes = RoutingStore(conn, catalog)
         return cls(settings, catalog, conn, store, spool, results, runner, limiter, routes,
-                   ControlWatch(conn, routes, routing, budgets))
+                   ControlWatch(conn, routes, routing, budgets), gateway)
 
 
 _runtime: Runtime | None = None

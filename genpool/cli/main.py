@@ -1,67 +1,24 @@
 """The `genpool` command: thin, it parses arguments, calls the producer API and prints.
 
 Commands that need the worker side (worker, sim, stats, health, report, result --out) import it lazily,
-so `genpool submit` needs only the client's dependencies.
+so `genpool submit` needs only the client's dependencies. Every failure is one line on stderr and an exit
+code (0 ok, 1 a failed job / unhealthy / unreachable, 2 usage or input); ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from genpool.shared import contract
+from genpool.cli import jobs
 from genpool.shared.errors import GenpoolError
-from genpool.shared.jobs import ResultRecord
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def _print_record(record: ResultRecord, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(record.model_dump(mode="json"), separators=(",", ":")))
-        return
-    where = f"s3://{record.storage.bucket}/{record.storage.key}" if record.storage else "-"
-    line = (f"{record.id}  {record.status}  {record.kind}  model={record.model_used or '-'}  "
-            f"fallbacks={record.fallbacks_used}  attempts={record.attempts}  {record.duration_s:.2f}s  {where}")
-    if record.error:
-        line += f"\n  error: {record.error.type}: {record.error.message}"
-    print(line)
-
-
-def _request_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    request: dict[str, Any] = {"kind": args.kind}
-    if args.kind == "chat":
-        if args.conversation_id:
-            request.update(conversation_id=args.conversation_id, message=args.prompt)
-        else:
-            request["messages"] = [{"role": "user", "text": args.prompt}]
-    else:
-        request["prompt"] = args.prompt
-    if args.kind == "json":
-        request["json_schema"] = _load_schema(args.schema)
-    if args.kind == "image":
-        request["aspect_ratio"] = args.aspect_ratio
-        if args.preset:
-            request["preset"] = args.preset
-    for name in ("model", "system_instruction"):
-        if getattr(args, name):
-            request[name] = getattr(args, name)
-    return request
-
-
-def _load_schema(raw: str | None) -> Any:
-    if not raw:
-        return {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
-    path = Path(raw)
-    text = path.read_text() if path.is_file() else raw
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise GenpoolError(f"--schema is neither a JSON file nor JSON text: {exc}") from None
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # ok | failed job, unhealthy, unreachable | usage or input (README)
+USAGE_KINDS = ("invalid_request", "configuration")
 
 
 def _pool() -> Any:
@@ -71,14 +28,7 @@ def _pool() -> Any:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    pool = _pool()
-    handle = pool.submit(_request_from_args(args), priority=args.priority, idempotency_key=args.idempotency_key)
-    if not args.wait:
-        print(json.dumps({"id": handle.id, "existing": handle.existing}) if args.json else handle.id)
-        return EXIT_OK
-    record = handle.wait(timeout_s=args.timeout)
-    _print_record(record, args.json)
-    return EXIT_OK if record.status == "finished" else EXIT_FAILED
+    return jobs.cmd_submit(_pool(), args)
 
 
 def cmd_submit_file(args: argparse.Namespace) -> int:
@@ -89,29 +39,11 @@ def cmd_submit_file(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    handle = _pool().handle(args.job_id)
-    status = handle.status()
-    print(json.dumps({"id": args.job_id, "status": status}) if args.json else status)
-    return EXIT_OK if status != "unknown" else EXIT_FAILED
+    return jobs.cmd_status(_pool(), args)
 
 
 def cmd_result(args: argparse.Namespace) -> int:
-    pool = _pool()
-    record = pool.handle(args.job_id).result()
-    if record is None:
-        print(f"job {args.job_id} has no result yet (status: {pool.handle(args.job_id).status()})", file=sys.stderr)
-        return EXIT_FAILED
-    if args.out:
-        from genpool.shared.storage import S3Store
-
-        if record.storage is None:
-            print("the job has no stored output", file=sys.stderr)
-            return EXIT_FAILED
-        store = S3Store.from_settings(pool.settings)
-        body = store.client.get_object(Bucket=record.storage.bucket, Key=record.storage.key)["Body"].read()
-        Path(args.out).write_bytes(body)
-    _print_record(record, args.json)
-    return EXIT_OK if record.status == "finished" else EXIT_FAILED
+    return jobs.cmd_result(_pool(), args)
 
 
 DELEGATED = {"worker": ("genpool.worker.main", "run workers"), "sim": ("genpool.sim.cli", "run the Gemini simulator"),
@@ -133,19 +65,31 @@ def _delegate(module: str, rest: Sequence[str]) -> int:
     return int(importlib.import_module(module).main(list(rest)))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genpool", description="Gemini generation jobs on a worker pool.")
-    sub = parser.add_subparsers(dest="command", required=True)
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line (exit 2)."""
 
-    p = sub.add_parser("submit", help="submit one job")
-    p.add_argument("--kind", choices=contract.JOB_KINDS, default="text")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--model")
-    p.add_argument("--system-instruction")
-    p.add_argument("--schema", help="JSON schema (file or JSON text) for --kind json")
-    p.add_argument("--aspect-ratio", choices=contract.ASPECT_RATIOS, default="1:1")
-    p.add_argument("--preset", choices=sorted(contract.PRESETS))
-    p.add_argument("--conversation-id", help="for --kind chat: keep the history in Redis under this id")
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (--help for usage)\n")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"genpool {version('genpool')}"
+    except PackageNotFoundError:
+        return "genpool (not installed)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="genpool", description="Gemini generation jobs on a worker pool. Exit codes: 0 ok, "
+                    "1 a job failed / unhealthy / a service unreachable, 2 usage or input.")
+    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--debug", action="store_true", help="print the traceback of a failure")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("submit", help="submit one job; --wait prints its answer")
+    jobs.add_submit_arguments(p)
     _common(p)
     p.add_argument("--idempotency-key")
     p.set_defaults(func=cmd_submit)
@@ -180,19 +124,35 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv[:1]
+    if debug:
+        argv = argv[1:]
     try:
         if argv and argv[0] in DELEGATED:
             return _delegate(DELEGATED[argv[0]][0], argv[1:])
         args = build_parser().parse_args(argv)
         return int(args.func(args))
-    except GenpoolError as exc:
-        print(f"genpool: {exc}", file=sys.stderr)
-        return EXIT_USAGE if exc.kind in ("invalid_request", "config") else EXIT_FAILED
-    except TimeoutError as exc:
-        print(f"genpool: {exc}", file=sys.stderr)
-        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - every failure is one line (the traceback with --debug)
+        return _report(exc, debug)
+
+
+def _report(exc: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(f"genpool: {one_line(exc)}", file=sys.stderr)
+    if isinstance(exc, GenpoolError):
+        return EXIT_USAGE if exc.kind in USAGE_KINDS else EXIT_FAILED
+    return EXIT_FAILED
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message on one line; an unexpected error says its type and where --debug helps."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, GenpoolError | TimeoutError):
+        return text
+    return f"{type(exc).__name__}: {text} (run with --debug for the traceback)"
 
 
 if __name__ == "__main__":

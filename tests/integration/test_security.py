@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 import zlib
 from pathlib import Path
@@ -60,7 +61,7 @@ def canary_stack(real_redis, redis_url, s3_service, tmp_path):
     """A stack whose own simulator accepts only the canary key, and whose producer and workers log in to
     Redis as a least-privilege ACL user with a canary password (RELIABILITY.md's ACL)."""
     config = tmp_path / "sim.json"
-    config.write_text(json.dumps({"api_keys": [CANARY], "defaults": {"latency_ms": 5, "jitter_ms": 2}}))
+    config.write_text(json.dumps({"api_keys": [CANARY, WRONG_CANARY], "defaults": {"latency_ms": 5, "jitter_ms": 2}}))
     sim = services.start_sim(config, workdir=tmp_path / "sim")
     real_redis.execute_command("ACL", "SETUSER", "genpool", "reset", "on", f">{REDIS_CANARY}", *REDIS_ACL)
     real_redis.execute_command("ACL", "LOG", "RESET")
@@ -83,8 +84,17 @@ def _group(stack: Stack, name: str, **env: str) -> WorkerGroup:
     return WorkerGroup({**stack.env, **env}, workdir)
 
 
-def _run(stack: Stack, group: WorkerGroup) -> list:
+def _run(stack: Stack, group: WorkerGroup, revoke: bool = False) -> list:
+    """The jobs through the group's worker; ``revoke``: the simulator stops accepting the group's key once
+    the worker has started (it checks its key at start and would refuse a wrong one)."""
     group.start(1, concurrency=4)
+    if revoke:
+        from rq import Worker
+
+        deadline = time.monotonic() + 30
+        while Worker.count(connection=stack.redis) < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stack.sim.call("keys", {"api_keys": [CANARY]})
     handles = [stack.pool.submit(job) for job in _jobs()]
     records = [h.wait(timeout_s=60) for h in handles]
     group.stop()
@@ -146,7 +156,11 @@ def test_api_key_never_leaks_to_logs_redis_or_s3(canary_stack, real_redis):
     groups += [_group(stack, "text"), _group(stack, "json", GENPOOL_LOG_FORMAT="json", GENPOOL_LOG_LEVEL="INFO"),
                _group(stack, "wrong", GEMINI_API_KEY=WRONG_CANARY)]
     records = _run(stack, groups[0]) + _run(stack, groups[1])
-    wrong = _run(stack, groups[2])
+    wrong = _run(stack, groups[2], revoke=True)
+    refused = _group(stack, "refused", GEMINI_API_KEY=WRONG_CANARY)  # now a wrong key at start: one line
+    refused.start(1, concurrency=1)
+    assert refused.procs[0].wait(timeout=60) == 2
+    groups.append(refused)
 
     statuses = {r.status for r in records}
     assert statuses == {"finished", "failed"}, "the run must include finished and failed jobs"

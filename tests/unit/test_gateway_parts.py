@@ -9,6 +9,7 @@ from typing import Any
 
 import fakeredis
 import pytest
+from rq.job import Job
 
 from genpool.gateway.app import describe
 from genpool.gateway.errors import BudgetExhausted, Conflict, InvalidRequest, RateLimited
@@ -122,6 +123,11 @@ def test_a_turn_is_held_until_its_jobs_record_exists(aredis: Any) -> None:
             await turns.acquire("c1", wait_s=0)  # pending: another sender waits
         await turns.attach("c1", mine, "job1")
         assert await turns.current_job("c1") == "job1"
+        await turns.acquire("c1", wait_s=0)  # no RQ job hash: job1 was lost, the turn is free
+        await aredis.delete(keys.conversation_turn("c1"))
+        mine = await turns.acquire("c1", wait_s=0)
+        await turns.attach("c1", mine, "job1")
+        await aredis.hset(Job.key_for("job1"), "status", "started")  # job1 exists now: it holds the turn
         with pytest.raises(Conflict):
             await turns.acquire("c1", wait_s=0.1)
         await aredis.set(keys.result("job1"), "{}")  # the job ended

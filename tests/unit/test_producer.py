@@ -195,8 +195,10 @@ def test_video_background_preset_sets_16_9(pool: GenPool, fake_redis: redis.Redi
     handle = pool.submit({"kind": "image", "prompt": "sky", "preset": "video_background"})
     job = Job.fetch(handle.id, connection=fake_redis, serializer=JSONSerializer)
     assert job.args[0]["request"]["aspect_ratio"] == "16:9"
-    assert pool.validate({"kind": "image", "prompt": "sky", "aspect_ratio": "1:1",
+    assert pool.validate({"kind": "image", "prompt": "sky", "aspect_ratio": "16:9",
                           "preset": "video_background"}).aspect_ratio == "16:9"
+    with pytest.raises(ValidationError, match="preset video_background is 16:9; aspect_ratio 1:1"):
+        pool.validate({"kind": "image", "prompt": "sky", "aspect_ratio": "1:1", "preset": "video_background"})
 
 
 def test_status_queued_then_unknown(pool: GenPool) -> None:

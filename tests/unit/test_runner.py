@@ -140,6 +140,9 @@ class FakeResults:
         self.stored.append((job_id, kind, model))
         return StorageRef(bucket="b", key=f"out/{job_id}")
 
+    def check_storage(self) -> None:
+        return None
+
     def find_output(self, job_id: str, kind: str) -> dict[str, str] | None:
         return self.outputs.get(job_id)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from redis import Redis
@@ -31,7 +32,9 @@ class SchedulerDuty:
 
     def __init__(self, queues: list[Queue], connection: Redis, serializer: Serializer, name: str,
                  lock_ttl_s: int) -> None:
-        self._scheduler = RQScheduler(queues, connection=connection, serializer=serializer, name=name)
+        # RQScheduler sets its logger to INFO by default ("Acquired scheduler lock ..." on every takeover).
+        self._scheduler = RQScheduler(queues, connection=connection, serializer=serializer, name=name,
+                                      logging_level=max(logging.WARNING, logging.getLogger().level))
         self._connection = connection
         self._lock_ttl_s = lock_ttl_s
 

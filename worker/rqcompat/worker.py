@@ -31,6 +31,7 @@ import redis
 from rq import Queue, SimpleWorker, worker_registration
 from rq.executions import Execution
 from rq.job import Job, JobStatus
+from rq.job_lifecycle import call_exception_handlers
 from rq.registry import clean_registries
 from rq.timeouts import BaseDeathPenalty
 from rq.utils import now
@@ -163,6 +164,14 @@ class ThreadedWorker(SimpleWorker):
                 queue.release_maintenance_lock()
         self.last_cleaned_at = now()  # type: ignore[assignment]  # rq declares it None (set to a datetime)
 
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        """RQ logs every failed job's traceback at ERROR; a failure the subclass has already recorded and
+        logged in one line (``one_line_failure``) only goes through the exception handlers."""
+        if self.one_line_failure(job, exc_info[1]):
+            call_exception_handlers(self._exc_handlers, job, *exc_info)
+            return
+        super().handle_exception(job, *exc_info)
+
     def _finalize_failure(self, job: Job, queue: Queue, execution: Execution, exc_info: Any) -> None:
         if not self.on_job_failure(job, queue, execution, exc_info[1]):
             super()._finalize_failure(job, queue, execution, exc_info)
@@ -191,6 +200,11 @@ class ThreadedWorker(SimpleWorker):
 
     def on_job_failure(self, job: Job, queue: Queue, execution: Execution, exc: BaseException | None) -> bool:
         """A job raised ``exc``: return True when it was handled here (RQ's failure path is skipped)."""
+        return False
+
+    def one_line_failure(self, job: Job, exc: BaseException | None) -> bool:
+        """Log a failure the subclass records itself, in one line; True when it did (RQ's traceback is
+        then not logged)."""
         return False
 
     def defer(self, job: Job, queue: Queue, execution: Execution, delay_s: float) -> None:
