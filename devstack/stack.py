@@ -61,6 +61,22 @@ class WorkerGroup:
             self.procs.append(subprocess.Popen(argv, env=child_env, stdout=log, stderr=subprocess.STDOUT,
                                                cwd=self.workdir, start_new_session=True))
 
+    def wait_registered(self, redis_url: str, count: int, timeout_s: float = 60.0) -> None:
+        """Until ``count`` workers are registered with RQ (past their start-up checks): a test that needs a
+        live worker must not race one still importing on a loaded machine."""
+        import redis
+        from rq import Worker
+
+        conn = redis.Redis.from_url(redis_url)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while Worker.count(connection=conn) < count:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{count} workers did not register in {timeout_s:g} s\n{self.logs()[-2000:]}")
+                time.sleep(0.1)
+        finally:
+            conn.close()
+
     def kill(self, index: int) -> None:
         proc = self.procs[index]
         if proc.poll() is None:

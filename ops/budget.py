@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from typing import Any
 
-import redis
-
+from genpool.ops.command import run_tool
 from genpool.shared.budget import POOL, micro_to_usd, parse_usd
 from genpool.shared.catalog import load_catalog
-from genpool.shared.errors import GenpoolError, ValidationError
+from genpool.shared.errors import EXIT_OK, ValidationError
 from genpool.shared.ratelimit.budgets import BudgetState, BudgetStore
 from genpool.shared.redisconn import connect
 from genpool.shared.settings import Settings
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def describe(store: BudgetStore) -> dict[str, Any]:
@@ -86,14 +82,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args, Settings.from_env())
-    except redis.RedisError as exc:
-        print(f"genpool budget: cannot reach Redis at REDIS_URL: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except ValidationError as exc:
-        print(f"genpool budget: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except GenpoolError as exc:
-        print(f"genpool budget: {exc}", file=sys.stderr)
-        return EXIT_USAGE if exc.kind == "config" else EXIT_FAILED
+    return run_tool("budget", lambda: run(args, Settings.from_env()))

@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 
+from genpool.ops.command import run_tool
 from genpool.ops.snapshot import catalog_limits
 from genpool.shared import keys
 from genpool.shared.catalog import load_catalog
-from genpool.shared.errors import GenpoolError, ValidationError
+from genpool.shared.errors import EXIT_OK, ValidationError
 from genpool.shared.ratelimit import ModelLimits, RedisLimiter
 from genpool.shared.ratelimit.limits import FIELD_NAMES
 from genpool.shared.redisconn import connect
 from genpool.shared.settings import Settings
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def known_models(conn: redis.Redis, catalog_models: Sequence[str]) -> list[str]:
@@ -109,11 +107,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args, Settings.from_env())
-    except redis.RedisError as exc:
-        print(f"genpool limits: cannot reach Redis at REDIS_URL: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except GenpoolError as exc:
-        print(f"genpool limits: {exc}", file=sys.stderr)
-        return EXIT_USAGE if exc.kind in ("configuration", "invalid_request") else EXIT_FAILED
+    return run_tool("limits", lambda: run(args, Settings.from_env()))

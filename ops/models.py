@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from typing import Any
 
-import redis
-
+from genpool.ops.command import run_tool
 from genpool.shared import contract
 from genpool.shared.catalog import Catalog, load_catalog
-from genpool.shared.errors import GenpoolError, ValidationError
+from genpool.shared.errors import EXIT_OK
 from genpool.shared.redisconn import connect
 from genpool.shared.routing import (
     RoutingChange,
@@ -29,8 +27,6 @@ from genpool.shared.routing import (
     parse_splits,
 )
 from genpool.shared.settings import Settings
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def describe(store: RoutingStore) -> dict[str, Any]:
@@ -109,14 +105,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args, Settings.from_env())
-    except redis.RedisError as exc:
-        print(f"genpool models: cannot reach Redis at REDIS_URL: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except ValidationError as exc:
-        print(f"genpool models: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except GenpoolError as exc:
-        print(f"genpool models: {exc}", file=sys.stderr)
-        return EXIT_USAGE if exc.kind == "config" else EXIT_FAILED
+    return run_tool("models", lambda: run(args, Settings.from_env()))

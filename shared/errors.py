@@ -195,3 +195,14 @@ class BudgetDeferred(Deferred):
     """Today's budget is spent: the job waits for the budget day to turn or a budget to be raised."""
 
     kind = "budget_deferred"
+
+
+#: What a genpool command exits with (README): ok | a job failed, unhealthy, a service unreachable | usage or input.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def exit_code(exc: BaseException) -> int:
+    """A failure's exit code: 2 when the caller must fix its input or a setting, 1 otherwise."""
+    if isinstance(exc, GenpoolError) and exc.kind in (ConfigError.kind, ValidationError.kind):
+        return EXIT_USAGE
+    return EXIT_FAILED

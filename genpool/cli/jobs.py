@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from genpool.shared import contract
-from genpool.shared.errors import GenpoolError, NoSuchJob, ValidationError
+from genpool.shared.errors import EXIT_FAILED, EXIT_OK, GenpoolError, NoSuchJob, ValidationError
 from genpool.shared.jobs import ResultRecord
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
 #: Flags that mean something for one kind only: given with another kind they are an error, not ignored.
 KIND_FLAGS = {"schema": ("json", "--schema"), "aspect_ratio": ("image", "--aspect-ratio"),

@@ -15,10 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from genpool.cli import jobs
-from genpool.shared.errors import GenpoolError
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # ok | failed job, unhealthy, unreachable | usage or input (README)
-USAGE_KINDS = ("invalid_request", "configuration")
+from genpool.shared.errors import EXIT_USAGE, GenpoolError, exit_code
 
 
 def _pool() -> Any:
@@ -142,9 +139,7 @@ def _report(exc: BaseException, debug: bool) -> int:
     if debug:
         traceback.print_exc()
     print(f"genpool: {one_line(exc)}", file=sys.stderr)
-    if isinstance(exc, GenpoolError):
-        return EXIT_USAGE if exc.kind in USAGE_KINDS else EXIT_FAILED
-    return EXIT_FAILED
+    return exit_code(exc)
 
 
 def one_line(exc: BaseException) -> str:

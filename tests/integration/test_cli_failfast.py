@@ -167,7 +167,8 @@ def test_a_whole_runs_worker_log_has_one_info_line_per_attempt(stack: Stack) -> 
     attempt_lines = [line for line in info if " genpool.attempt: " in line]
     others = [line for line in info if line not in attempt_lines]
     assert len(attempt_lines) == attempts, "\n".join(info)
-    startup = re.compile(r" genpool\.worker: (worker \w+: \d+ jobs in flight|limits [\w.-]+: .*\(catalog\))")
+    startup = re.compile(r" genpool\.worker: (worker \w+: \d+ jobs in flight|limits [\w.-]+: .*\(catalog\))"
+                         r"| genpool\.control: (routing|budgets) v\d+")
     assert all(startup.search(line) for line in others), "\n".join(others)  # start-up lines only
     assert "Traceback" not in log
     assert len([line for line in log.splitlines() if refused in line]) == 1  # a refusal is one line

@@ -42,6 +42,7 @@ def test_stats_counts_match_a_run_with_known_outcomes(stack):
 
 def test_health_passes_when_all_is_well(stack):
     stack.workers.start(1, concurrency=1)
+    stack.workers.wait_registered(stack.env["REDIS_URL"], 1)  # health counts live workers
     out = genpool(stack.env, "health", "--json")
     assert out.returncode == 0, out.stdout + out.stderr
     checks = {c["name"]: c for c in json.loads(out.stdout)["checks"]}

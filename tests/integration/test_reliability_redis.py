@@ -30,13 +30,8 @@ def _wait_results(stack, handles, results, until_done: int, timeout_s: float) ->
 def _start_workers(stack, count: int) -> None:
     """Workers registered before the outage: one still importing when Redis goes away exits at its start-up
     check ("cannot reach Redis"), which is not what these tests are about (seen on a loaded machine)."""
-    from rq import Worker
-
     stack.workers.start(count, concurrency=8)
-    deadline = time.monotonic() + 60
-    while Worker.count(connection=stack.redis) < count:
-        assert time.monotonic() < deadline, f"{count} workers did not register\n{stack.workers.logs()[-2000:]}"
-        time.sleep(0.1)
+    stack.workers.wait_registered(stack.env["REDIS_URL"], count)
 
 
 def _submit_while_down(stack) -> tuple[type[BaseException] | None, str, float]:

@@ -46,7 +46,7 @@ def test_the_wheel_holds_one_import_name_and_no_dev_tools(wheel: Path) -> None:
             "genpool/gateway"} <= packages
     assert not [p for p in packages if p.startswith(("genpool/sim", "genpool/devstack"))]
     assert {"genpool/shared/presets/default.toml", "genpool/shared/ratelimit/lua/acquire.lua",
-            "genpool/gateway/page/index.html", "genpool/gateway/lua/admit.lua", "genpool/gateway/lua/turn.lua",
+            "genpool/gateway/page/index.html", "genpool/gateway/lua/admit.lua", "genpool/shared/lua/turn.lua",
             "genpool/shared/ratelimit/lua/_budget.lua", "genpool/shared/lua/routing.lua",
             "genpool/worker/lua/cache_join.lua", "genpool/worker/lua/cache_release.lua"} <= set(names)
 
