@@ -8,7 +8,14 @@ import pytest
 import redis
 
 from genpool.ops.command import run_tool
-from genpool.shared.errors import EXIT_FAILED, EXIT_USAGE, ConfigError, LimiterUnavailable, ValidationError, exit_code
+from genpool.shared.errors import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    ConfigError,
+    LimiterUnavailable,
+    ValidationError,
+    exit_code,
+)
 
 
 @pytest.mark.parametrize("tool, argv", [("limits", ["show"]), ("models", ["show"]), ("budget", ["show"])])
