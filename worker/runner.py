@@ -246,8 +246,8 @@ class Runner:
                 return soonest, outcome
             if outcome is not None:
                 waits[soonest] = outcome
-        if waits and not any(a.attempt for a in trace.attempts):
-            raise self._no_model_soon(call.request, trace, waits)
+        if waits and not any(a.attempt and a.outcome != e.RateLimited.kind for a in trace.attempts):
+            raise self._no_model_soon(call.request, trace, waits)  # only the quota said no: later, not never
         raise e.AllModelsFailed(f"all models failed: {trace.summary_of_failures()}")
 
     def _no_model_soon(self, request: Request, trace: Trace, waits: Mapping[str, NoCapacity]) -> e.GenpoolError:

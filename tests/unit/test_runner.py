@@ -633,6 +633,18 @@ def test_no_capacity_after_real_attempts_is_a_failure_not_a_deferral() -> None:
     assert "no_capacity" in info.value.record.error.message
 
 
+def test_a_429_then_no_capacity_anywhere_defers_the_job() -> None:
+    """A quota 429 is the provider's "no capacity": with every other model full too, the job waits for
+    room (deferred), it does not fail (seen in bench_quota: 2 of 900 jobs failed 'all models failed')."""
+    wait = [Decision(status="wait", wait_ms=8000, reason="rpm")]
+    w = World(gateway=FakeGateway({"m1": [e.RateLimited("429", retry_after_s=30.0)]}),
+              limiter=FakeLimiter({"m2": wait, "m3": list(wait)}))
+    with pytest.raises(e.Deferred) as info:
+        w.run()
+    assert info.value.delay_s == pytest.approx(8.0)
+    assert w.gateway.models_called() == ["m1"]
+
+
 def test_allow_fallback_false_uses_only_the_override() -> None:
     w = World(gateway=FakeGateway({"m2": [e.ModelNotFound("404")]}))
     with pytest.raises(JobFailed):
