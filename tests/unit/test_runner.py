@@ -130,8 +130,14 @@ class FakeResults:
     states: list[bytes | None] = field(default_factory=list)
     pins: dict[str, str] = field(default_factory=dict)
 
+    began: list[str] = field(default_factory=list)
+
     def begin(self, job_id: str, route: str) -> tuple[ResultRecord | None, str]:
+        self.began.append(job_id)
         return self.records.get(job_id), self.pins.setdefault(job_id, route)
+
+    def pin(self, job_id: str, route: str) -> None:
+        self.pins.setdefault(job_id, route)
 
     def history(self, conversation_id: str) -> list[Turn]:
         return list(self.histories.get(conversation_id, []))
@@ -196,8 +202,8 @@ class World:
                       results=self.results, clock=self.time.clock, wall=self.time.wall, sleep=self.time.sleep)
         return Runner(ports, self.catalog, self.config)
 
-    def run(self, envelope: Envelope | None = None, rerun: bool = False) -> ResultRecord:
-        return self.runner().run(envelope or envelope_for(), rerun=rerun)
+    def run(self, envelope: Envelope | None = None, rerun: bool = False, ran_before: bool = True) -> ResultRecord:
+        return self.runner().run(envelope or envelope_for(), rerun=rerun, ran_before=ran_before)
 
 
 def envelope_for(request: dict[str, Any] | None = None, deadline_s: float = 300.0) -> Envelope:
@@ -230,13 +236,21 @@ def test_success_on_the_primary_model() -> None:
 
 
 def test_settle_gets_the_estimate_and_the_actual_prompt_tokens() -> None:
-    w = World(gateway=FakeGateway({"m1": [gen(prompt_tokens=7)]}))
+    w = World(gateway=FakeGateway({"m1": [gen(prompt_tokens=9)]}))
     env = envelope_for()
     w.run(env)
     estimate = math.ceil(len(env.request.prompt) / 4)
     assert estimate_tokens(env.request) == estimate
-    assert w.limiter.settled == [("m1", estimate, 7)]
+    assert w.limiter.settled == [("m1", estimate, 9)]
     assert w.limiter.acquired[0][:3] == ("m1", estimate, 0)
+
+
+def test_an_answer_that_used_what_was_reserved_is_not_settled() -> None:
+    """Nothing to correct (no budget hold, the estimate was right): no settle round trip."""
+    env = envelope_for()
+    w = World(gateway=FakeGateway({"m1": [gen(prompt_tokens=estimate_tokens(env.request))]}))
+    assert w.run(env).status == "finished"
+    assert w.limiter.settled == []
 
 
 def test_server_errors_then_success_on_the_same_model() -> None:
