@@ -28,7 +28,7 @@ from types import FrameType
 from typing import Any
 
 import redis
-from rq import Queue, SimpleWorker, worker_registration
+from rq import Queue, worker_registration
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.job_lifecycle import call_exception_handlers
@@ -38,6 +38,7 @@ from rq.utils import now
 from rq.worker.base import WorkerStatus
 
 from genpool.worker.rqcompat.dequeue import SafeDequeue
+from genpool.worker.rqcompat.lean import LeanWorker
 from genpool.worker.rqcompat.scheduler import SchedulerDuty
 
 log = logging.getLogger("genpool.worker")
@@ -60,7 +61,7 @@ class NoDeathPenalty(BaseDeathPenalty):
         return None
 
 
-class ThreadedWorker(SimpleWorker):
+class ThreadedWorker(LeanWorker):
     death_penalty_class = NoDeathPenalty
 
     def __init__(self, *args: Any, concurrency: int = 64, heartbeat_s: float = 5.0, **kwargs: Any) -> None:
@@ -108,6 +109,8 @@ class ThreadedWorker(SimpleWorker):
             log.error("cannot reach Redis for registry maintenance (%s); next time", exc)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if timeout is None and pipeline is None and not self.beat_due():
+            return  # RQ's loop beats after every job; the tick beats every heartbeat_s
         if pipeline is not None:  # part of someone's pipeline: its executor handles the error
             super().heartbeat(timeout, pipeline)
             return
@@ -118,7 +121,7 @@ class ThreadedWorker(SimpleWorker):
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
-            execution = self.prepare_execution(job)
+            execution = self.start_execution(job)
         except _REDIS_DOWN as exc:
             # Nothing was written (one MULTI): the job id stays in its queue's intermediate list, where
             # _recover_intermediate finds it once Redis is back; this slot is free again meanwhile.
@@ -312,6 +315,7 @@ class ThreadedWorker(SimpleWorker):
             if beat:
                 self._last_tick = at
                 self.heartbeat()
+                self.flush_stats()
                 self._beat_inflight()
                 if self.should_run_maintenance_tasks:
                     self.run_maintenance_tasks()

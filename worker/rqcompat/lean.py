@@ -1,0 +1,141 @@
+"""RQ's per-job bookkeeping, trimmed for a worker that runs many jobs at once (#17): the same keys, states
+and registries as RQ 3.0's ``BaseWorker``, fewer Redis commands per job.
+
+RQ writes, for every job, things a concurrent worker keeps current by time instead:
+- its worker heartbeat (three commands) in the job's prepare pipeline, again in the suspension check and
+  again after each dequeue: here the worker beats every ``heartbeat_s`` (the threaded worker's tick) and a
+  beat asked for sooner than half of that after the last is skipped;
+- ``rq suspend`` is checked once per ``SUSPENSION_CHECK_S`` instead of before every dequeue;
+- the worker's ``busy`` state is written when it changes, not for every job;
+- the worker's statistics (successful / failed job counts, total working time) are summed in memory while
+  ``work()`` runs and written with the heartbeat and when ``work()`` returns (``rq info`` and rq-dashboard
+  see them up to a heartbeat late);
+- the execution record, the started registry, the job's ``started`` fields and its removal from the
+  intermediate list go in one MULTI (RQ uses two, plus a job heartbeat the ``started`` fields repeat);
+- the job heartbeat RQ writes when the job function returns is not sent: the job's final save writes the
+  same ``last_heartbeat`` field a moment later.
+Each is a method RQ calls on the worker; tests/rqsuite runs RQ's own suite against it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import redis
+from redis.client import Pipeline
+from rq import SimpleWorker
+from rq.executions import Execution
+from rq.intermediate_queue import IntermediateQueue
+from rq.job import Job
+from rq.queue import Queue
+from rq.utils import now
+from rq.worker.base import WorkerStatus
+
+#: How soon ``rq suspend`` stops a worker from taking new jobs.
+SUSPENSION_CHECK_S = 1.0
+
+
+class LeanWorker(SimpleWorker):
+    heartbeat_s: float
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stats_lock = threading.Lock()
+        self._stats: dict[str, float] = {}
+        self._batch_stats = False  # only while work() runs: a direct perform_job writes them at once
+        self._prepared: set[str] = set()  # jobs whose start prepare_execution already wrote
+        self._last_suspension_check = float("-inf")
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        self._batch_stats = True
+        try:
+            return bool(super().work(*args, **kwargs))
+        finally:
+            self._batch_stats = False
+            with contextlib.suppress(redis.RedisError):  # best effort at exit, like RQ's register_death
+                self.flush_stats()
+
+    # --- the job's start: one MULTI ---------------------------------------------------------------
+
+    def start_execution(self, job: Job) -> Execution:
+        """RQ's ``prepare_execution`` and ``prepare_job_execution`` in one MULTI (the worker's own path;
+        RQ's two steps still work when called one after the other)."""
+        with self.connection.pipeline() as pipe:
+            execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name=self.name)
+            self.executions[execution.id] = execution
+            if self.get_state() != WorkerStatus.BUSY:
+                self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+            job.prepare_for_execution(self.name, pipeline=pipe)
+            pipe.persist(job.key)
+            queue_key = self.queue_class.redis_queue_namespace_prefix + job.origin
+            pipe.lrem(IntermediateQueue.get_intermediate_queue_key(queue_key), 1, job.id)
+            pipe.execute()
+        self._prepared.add(job.id)
+        return execution
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        if job.id in self._prepared:
+            self._prepared.discard(job.id)  # written by start_execution, in the same MULTI
+            return
+        super().prepare_job_execution(job, remove_from_intermediate_queue=remove_from_intermediate_queue)
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        job.ended_at = now()
+        job.last_heartbeat = job.ended_at  # saved with the job's final state
+
+    # --- by time, not per job ---------------------------------------------------------------------
+
+    def check_for_suspension(self, burst: bool) -> None:
+        at = time.monotonic()
+        if at - self._last_suspension_check < SUSPENSION_CHECK_S:
+            return
+        self._last_suspension_check = at
+        super().check_for_suspension(burst)
+
+    def beat_due(self) -> bool:
+        """False when the worker beat less than half a heartbeat ago (its TTL is many heartbeats)."""
+        last = self.last_heartbeat
+        return last is None or (now() - last).total_seconds() >= self.heartbeat_s / 2
+
+    def increment_successful_job_count(self, pipeline: Pipeline | None = None) -> None:
+        self._count("successful_job_count", 1, pipeline)
+
+    def increment_failed_job_count(self, pipeline: Pipeline | None = None) -> None:
+        self._count("failed_job_count", 1, pipeline)
+
+    def increment_total_working_time(self, job_execution_time: timedelta, pipeline: Pipeline) -> None:
+        self._count("total_working_time", job_execution_time.total_seconds(), pipeline)
+
+    def flush_stats(self) -> None:
+        """Write the statistics summed since the last flush (kept for the next one if Redis is away)."""
+        with self._stats_lock:
+            stats, self._stats = self._stats, {}
+        if not stats:
+            return
+        try:
+            with self.connection.pipeline() as pipe:
+                self._write_stats(pipe, stats)
+                pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError):
+            with self._stats_lock:
+                for name, amount in stats.items():
+                    self._stats[name] = self._stats.get(name, 0) + amount
+            raise
+
+    def _count(self, name: str, amount: float, pipeline: Pipeline | None) -> None:
+        if not self._batch_stats:
+            self._write_stats(pipeline if pipeline is not None else self.connection, {name: amount})
+            return
+        with self._stats_lock:
+            self._stats[name] = self._stats.get(name, 0) + amount
+
+    def _write_stats(self, conn: Any, stats: dict[str, float]) -> None:
+        for name, amount in stats.items():
+            if name == "total_working_time":
+                conn.hincrbyfloat(self.key, name, amount)
+            else:
+                conn.hincrby(self.key, name, int(amount))
