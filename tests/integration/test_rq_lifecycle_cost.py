@@ -6,15 +6,24 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 import redis
-from rq import Queue, Worker as RQWorker
+from rq import Queue
+from rq import Worker as RQWorker
 from rq.job import JobStatus
+from rq.serializers import JSONSerializer
 from rq.suspension import resume, suspend
 
-from tests.integration.test_rq_semantics import Worker, queue  # noqa: F401 - the fixture
 from tests.integration import rq_jobs
+from tests.integration.test_rq_semantics import Worker
 
+pytestmark = pytest.mark.integration
 JOBS = 60
+
+
+@pytest.fixture
+def queue(real_redis: redis.Redis) -> Queue:
+    return Queue("rqcost", connection=real_redis, serializer=JSONSerializer)
 
 
 def _calls(conn: redis.Redis) -> Counter[str]:
