@@ -31,8 +31,8 @@ def test_pop_takes_priorities_in_order_and_parks_the_id_in_the_intermediate_list
     _push(low, "job-low")
     _push(high, "job-high")
     dequeue = SafeDequeue(real_redis)
-    assert dequeue.pop([high, default, low], None) == (high.key, "job-high")
-    assert dequeue.pop([high, default, low], None) == (low.key, "job-low")
+    assert dequeue.pop([high, default, low], None)[:2] == (high.key, "job-high")
+    assert dequeue.pop([high, default, low], None)[:2] == (low.key, "job-low")
     assert dequeue.pop([high, default, low], None) is None
     # Popped but not started: still in a list a live worker scans, so a killed worker cannot lose them.
     assert high.intermediate_queue.get_job_ids() == ["job-high"]
@@ -43,7 +43,20 @@ def test_pop_waits_for_a_job_on_any_queue(real_redis) -> None:
     high, default, low = _queues(real_redis)
     assert SafeDequeue(real_redis).pop([high, default, low], 0.3) is None
     _push(default, "job-default")
-    assert SafeDequeue(real_redis).pop([high, default, low], 0.3) == (default.key, "job-default")
+    assert SafeDequeue(real_redis).pop([high, default, low], 0.3)[:2] == (default.key, "job-default")
+
+
+def test_pop_reads_the_jobs_hash_in_the_same_round_trip(real_redis) -> None:
+    """RQ fetches the job (HGETALL) after its pop: here the dequeue script returns it (#17)."""
+    high, default, low = _queues(real_redis)
+    job = default.enqueue("genpool.worker.tasks.generate", {"v": 1})
+    _push(default, "gone")  # an id whose job hash no longer exists
+    dequeue = SafeDequeue(real_redis)
+    popped = dequeue.pop([high, default, low], None)
+    assert popped is not None and popped.fields is not None
+    assert (popped.queue_key, popped.job_id) == (default.key, job.id)
+    assert popped.fields == real_redis.hgetall(job.key)
+    assert dequeue.pop([high, default, low], None) == (default.key, "gone", {})
 
 
 def test_a_worker_killed_after_the_pop_leaves_its_job_recoverable(real_redis) -> None:

@@ -13,7 +13,12 @@ RQ writes, for every job, things a concurrent worker keeps current by time inste
 - the execution record, the started registry, the job's ``started`` fields and its removal from the
   intermediate list go in one MULTI (RQ uses two, plus a job heartbeat the ``started`` fields repeat);
 - the job heartbeat RQ writes when the job function returns is not sent: the job's final save writes the
-  same ``last_heartbeat`` field a moment later.
+  same ``last_heartbeat`` field a moment later;
+- a successful job's end is one MULTI (RQ: WATCH, SMEMBERS, then the MULTI: three round trips), without
+  the status HSET its full save repeats and without EXPIREs of dependency keys that do not exist. Its
+  dependents are found by the reply of the dependents key's EXPIRE in that MULTI and moved to ready right
+  after it (RQ's ``enqueue_dependents``, as RQ's own failure path does), not inside it: a dependent enqueued
+  meanwhile WATCHes the job's hash, which the MULTI writes, so it is either seen there or enqueued at once.
 Each is a method RQ calls on the worker; tests/rqsuite runs RQ's own suite against it.
 """
 
@@ -30,8 +35,10 @@ from redis.client import Pipeline
 from rq import SimpleWorker
 from rq.executions import Execution
 from rq.intermediate_queue import IntermediateQueue
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.queue import Queue
+from rq.registry import StartedJobRegistry
+from rq.results import Result
 from rq.utils import now
 from rq.worker.base import WorkerStatus
 
@@ -86,6 +93,41 @@ class LeanWorker(SimpleWorker):
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
         job.ended_at = now()
         job.last_heartbeat = job.ended_at  # saved with the job's final state
+
+    # --- a successful job's end: one MULTI --------------------------------------------------------
+
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry,
+                           execution: Execution) -> None:
+        result_ttl = job.get_result_ttl(self.default_result_ttl)
+        if (job.repeats_left or 0) > 0 or result_ttl is None or result_ttl <= 0:  # RQ's own path for these
+            super().handle_job_success(job, queue, started_job_registry, execution)
+            return
+        with self.connection.pipeline() as pipe:
+            taken = job.ended_at - job.started_at  # type: ignore[operator]  # both set by perform_job
+            self.increment_successful_job_count(pipeline=pipe)
+            self.increment_total_working_time(taken, pipe)
+            job._status = JobStatus.FINISHED  # written by the save below (RQ also HSETs it alone first)
+            job.save(pipeline=pipe, include_meta=False, include_result=False)
+            Result.create(job, Result.Type.SUCCESSFUL, return_value=job._result, ttl=result_ttl,
+                          worker_name=self.name, pipeline=pipe, execution_id=execution.id,
+                          execution_started_at=execution.created_at, execution_ended_at=job.ended_at)
+            job.finished_job_registry.add(job, result_ttl, pipe)
+            pipe.expire(job.key, result_ttl)
+            dependents_at = len(pipe)
+            pipe.expire(job.dependents_key, result_ttl)  # 1: the key exists, the job has dependents
+            if job._dependency_ids:
+                pipe.expire(job.dependencies_key, result_ttl)
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            has_dependents = pipe.execute()[dependents_at]
+        # RQ reads the dependents before its MULTI, so a job canceled while it ran (status `canceled` until its
+        # end writes `finished`) leaves them deferred: the same here, from the canceled registry.
+        if has_dependents and job.id not in queue.canceled_job_registry:
+            self._enqueue_dependents_safely(queue, job)
+        self._release_slot_safely(job)
+        if self.log_job_description:  # RQ's own lines
+            self.log.info("Successfully completed %s job in %ss on worker %s", job.description, taken, self.name)
+        else:
+            self.log.info("Successfully completed job %s in %ss on worker %s", job.id, taken, self.name)
 
     # --- by time, not per job ---------------------------------------------------------------------
 

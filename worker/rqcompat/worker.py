@@ -37,7 +37,7 @@ from rq.timeouts import BaseDeathPenalty
 from rq.utils import now
 from rq.worker.base import WorkerStatus
 
-from genpool.worker.rqcompat.dequeue import SafeDequeue
+from genpool.worker.rqcompat.dequeue import Popped, SafeDequeue
 from genpool.worker.rqcompat.lean import LeanWorker
 from genpool.worker.rqcompat.scheduler import SchedulerDuty
 
@@ -77,7 +77,7 @@ class ThreadedWorker(LeanWorker):
         self._job_done = threading.Event()
         self._last_tick = 0.0
         self._last_schedule = 0.0
-        self._safe_dequeue = SafeDequeue(self.connection)
+        self._safe_dequeue = SafeDequeue(self.connection, self.job_class.redis_job_namespace_prefix)
         self._scheduler = SchedulerDuty(self.queues, self.connection, self.serializer, f"{self.name}-scheduler",
                                         lock_ttl_s=self.get_heartbeat_ttl(None))
         self.on_tick: list[Any] = []
@@ -299,9 +299,27 @@ class ThreadedWorker(LeanWorker):
         hit = self._safe_dequeue.pop(self._ordered_queues, wait_s)
         if hit is None:
             return None
-        return self.queue_class._fetch_dequeued_job(
-            self.connection, *hit, job_class=self.job_class, serializer=self.serializer,
-            death_penalty_class=self.death_penalty_class)
+        if hit.fields is None or ":" in hit.job_id:  # not read with the pop (or not RQ's plain job key)
+            return self.queue_class._fetch_dequeued_job(
+                self.connection, hit.queue_key, hit.job_id, job_class=self.job_class, serializer=self.serializer,
+                death_penalty_class=self.death_penalty_class)
+        return self._restore(hit)
+
+    def _restore(self, hit: Popped) -> Dequeued | None:
+        """RQ's ``_fetch_dequeued_job`` from the hash the dequeue script read: None when the job hash is gone."""
+        queue = self.queue_class.from_queue_key(hit.queue_key, connection=self.connection, job_class=self.job_class,
+                                                serializer=self.serializer,
+                                                death_penalty_class=self.death_penalty_class)
+        if not hit.fields:
+            return None
+        job = self.job_class(hit.job_id, connection=self.connection, serializer=self.serializer)
+        try:
+            job.restore(hit.fields)
+        except Exception as exc:  # as RQ does: the caller's report names the job and its queue
+            exc.job_id = hit.job_id  # type: ignore[attr-defined]
+            exc.queue = queue  # type: ignore[attr-defined]
+            raise
+        return job, queue
 
     def _tick(self) -> None:
         """Heartbeats for the worker and every in-flight job and maintenance every heartbeat_s; the
