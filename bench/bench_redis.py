@@ -76,7 +76,8 @@ def per_job(phase: dict[str, Any], idle: dict[str, Any], jobs: int) -> dict[str,
 
 def _genpool_jobs(pool: Any, count: int) -> Callable[[], None]:
     def run() -> None:
-        handles = pool.submit_many([{"kind": "text", "prompt": PROMPT.format(i=i)} for i in range(count)])
+        handles = pool.submit_many([{"kind": "text", "prompt": PROMPT.format(i=i)} for i in range(count)],
+                                   notify=True)
         records = pool.wait_all(handles, timeout_s=600)
         failed = [r for r in records if r is None or r.status != "finished"]
         if failed:

@@ -81,7 +81,7 @@ class Results(Protocol):
     def check_storage(self) -> None: ...  # raises ConfigError while the bucket refuses genpool
 
     def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None,
-             state: bytes | None = None) -> None: ...
+             state: bytes | None = None, notify: str | None = None) -> None: ...
 
 
 @dataclass(frozen=True)

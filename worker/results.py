@@ -14,6 +14,7 @@ from genpool.shared import keys
 from genpool.shared.errors import ConfigError, GenpoolError, StorageConfigError, StorageUnavailable
 from genpool.shared.jobs import ResultRecord, StorageRef
 from genpool.shared.metrics import MetricsBatch
+from genpool.shared.notify import announce
 from genpool.shared.storage import ObjectStore, StoredObject, content_type, object_key
 from genpool.worker.answers import Generation
 from genpool.worker.gemini import Turn
@@ -161,10 +162,10 @@ class ResultStore:
         return {**meta, "bucket": self._store.bucket, "key": key} if meta is not None else None
 
     def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None,
-             state: bytes | None = None) -> None:
+             state: bytes | None = None, notify: str | None = None) -> None:
         """One round trip. A conversation's turns (and structured state) are written before the record:
         once the record exists, the next message (its sender waits for it, shared/turns.py) reads the whole
-        history."""
+        history. ``notify``: the producer waiting for the record (the envelope's), told in the same trip."""
         pipe = self._redis.pipeline(transaction=False)
         if record.id in self._pinned:  # only a job that ran before can have a pin (begin, pin)
             self._pinned.discard(record.id)
@@ -180,6 +181,8 @@ class ResultStore:
             pipe.incrbyfloat(spend, record.cost_usd)
             pipe.expire(spend, SPEND_TTL_S)
         pipe.set(keys.result(record.id), record.model_dump_json(), ex=self._ttl_s)
+        if notify is not None:
+            announce(pipe, notify, record.id)
         if self._metrics is None:
             metrics.write(pipe)
         pipe.execute()

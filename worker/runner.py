@@ -166,7 +166,7 @@ class Runner:
         if isinstance(found, CachedAnswer):
             record = trace.cached(found, self.ports.wall(), _conversation(request))
             self.ports.results.save(record, trace.metrics, _new_turns(request, found.text),
-                                    _state(request, found.text.encode()))
+                                    _state(request, found.text.encode()), notify=envelope.notify)
             if trace.progress is not None:
                 trace.progress.ended(record)
             return record
@@ -196,7 +196,7 @@ class Runner:
             record = record.model_copy(update={
                 "model_used": model, "prompt_tokens": gen.prompt_tokens, "output_tokens": gen.output_tokens,
                 "cost_usd": self._spec(model).cost_usd(gen.prompt_tokens, gen.output_tokens, gen.images)})
-        self.ports.results.save(record, trace.metrics)
+        self.ports.results.save(record, trace.metrics, notify=envelope.notify)
         if trace.progress is not None:
             trace.progress.ended(record)
         return JobFailed(record)
@@ -219,7 +219,7 @@ class Runner:
         cost = self._spec(model).cost_usd(gen.prompt_tokens, gen.output_tokens, gen.images)
         ref = StorageRef(bucket=meta["bucket"], key=meta["key"])
         record = trace.success(model, gen, cost, ref, self.ports.wall(), None)
-        self.ports.results.save(record, trace.metrics)
+        self.ports.results.save(record, trace.metrics, notify=envelope.notify)
         return record
 
     def _spec(self, model: str) -> ModelSpec:
@@ -400,7 +400,8 @@ class Runner:
         ref = self.ports.results.store_output(envelope.job_id, request.kind, model, gen)
         cost = spec.cost_usd(gen.prompt_tokens, gen.output_tokens, gen.images)
         record = trace.success(model, gen, cost, ref, self.ports.wall(), _conversation(request))
-        self.ports.results.save(record, trace.metrics, _new_turns(request, gen.text), _state(request, gen.body))
+        self.ports.results.save(record, trace.metrics, _new_turns(request, gen.text), _state(request, gen.body),
+                                notify=envelope.notify)
         if trace.progress is not None:
             trace.progress.ended(record)
         return record

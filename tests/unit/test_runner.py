@@ -128,6 +128,7 @@ class FakeResults:
     stored: list[tuple[str, str, str]] = field(default_factory=list)
     saved: list[tuple[ResultRecord, list[Turn] | None]] = field(default_factory=list)
     states: list[bytes | None] = field(default_factory=list)
+    notified: list[str | None] = field(default_factory=list)
     pins: dict[str, str] = field(default_factory=dict)
 
     began: list[str] = field(default_factory=list)
@@ -153,10 +154,11 @@ class FakeResults:
         return self.outputs.get(job_id)
 
     def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None,
-             state: bytes | None = None) -> None:
+             state: bytes | None = None, notify: str | None = None) -> None:
         self.records[record.id] = record
         self.saved.append((record, new_turns))
         self.states.append(state)
+        self.notified.append(notify)
 
 
 class FakeTime:
@@ -233,6 +235,20 @@ def test_success_on_the_primary_model() -> None:
     assert w.results.stored == [(env.job_id, "text", "m1")]
     assert w.results.saved == [(record, None)]
     assert w.time.sleeps == []
+
+
+def test_the_record_is_announced_to_the_producer_the_envelope_names() -> None:
+    """A job submitted with notify: its record's save tells the waiting producer (shared/notify.py), on
+    success and on failure; a job without it tells no one."""
+    waiter = new_job_id()
+    w = World(gateway=FakeGateway({"m1": [gen()], "m2": [gen()], "m3": [gen()]}))
+    w.run(envelope_for().model_copy(update={"notify": waiter}))
+    w.run(envelope_for())
+    failing = World(gateway=FakeGateway({"m1": [e.AuthError("bad key")]}))
+    with pytest.raises(JobFailed):
+        failing.run(envelope_for().model_copy(update={"notify": waiter}))
+    assert w.results.notified == [waiter, None]
+    assert failing.results.notified == [waiter]
 
 
 def test_settle_gets_the_estimate_and_the_actual_prompt_tokens() -> None:

@@ -37,8 +37,8 @@ class MeteredResults(FakeResults):
     metrics: list[MetricsBatch] = field(default_factory=list)
 
     def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None,
-             state: bytes | None = None) -> None:
-        super().save(record, metrics, new_turns, state)
+             state: bytes | None = None, notify: str | None = None) -> None:
+        super().save(record, metrics, new_turns, state, notify)
         self.metrics.append(metrics)
 
     def counter(self, name: str, **labels: str) -> float:
