@@ -18,8 +18,8 @@ log = logging.getLogger("genpool.tasks")
 
 
 def generate(envelope: Any) -> dict[str, str]:
-    """Run one genpool job. The result record lives under genpool:result:<id>; RQ keeps only this
-    pointer as the job's return value, not a second copy of the record (CPU per job, Redis memory)."""
+    """Run one genpool job. The result record lives under genpool:result:<id>; this pointer to it is the
+    job's return value, which RQ does not store for a genpool job (GenpoolJob.rq_result)."""
     runtime = get_runtime()
     parsed = _parse(envelope)
     rerun, ran_before = _history()

@@ -49,6 +49,10 @@ def test_genpool_own_commands_per_job_are_few(stack: Any) -> None:
     assert per_job.get("get", 0) <= 2.5, per_job  # the limiter script's window reads; no result GET (a first run)
     assert per_job.get("del", 0) <= 1.2, per_job  # RQ's own DEL; no route pin to drop
     assert per_job.get("set", 0) <= 2.5, per_job  # the record (and the window in the limiter script)
+    # RQ's lifecycle (worker/rqcompat/lean.py): no result stream for a genpool job (XADD + EXPIRE), its end
+    # in one MULTI (no WATCH / SMEMBERS before it)
+    assert per_job.get("xadd", 0) <= 0.2 and per_job.get("watch", 0) <= 0.1, per_job
+    assert per_job.get("smembers", 0) <= 0.1, per_job
     deadline = time.monotonic() + 30
     while _jobs_total(stack.redis) < JOBS + 20 and time.monotonic() < deadline:
         time.sleep(0.2)  # written about once a second by the worker, not with each record
@@ -62,3 +66,16 @@ def test_metrics_of_the_last_jobs_are_written_when_the_worker_stops(stack: Any) 
     assert _jobs_total(stack.redis) == 0
     stack.workers.stop()
     assert _jobs_total(stack.redis) == 5
+
+
+def test_a_genpool_jobs_end_writes_what_changed_and_no_rq_result(stack: Any) -> None:
+    """Its result is genpool's record: no RQ result stream; its hash keeps the payload it was enqueued with."""
+    stack.workers.start(1, concurrency=2)
+    handle = stack.pool.submit({"kind": "text", "prompt": "the end of a job"})
+    enqueued = stack.redis.hgetall(f"rq:job:{handle.id}")
+    assert handle.wait(timeout_s=60).status == "finished"
+    ended = stack.redis.hgetall(f"rq:job:{handle.id}")
+    assert ended[b"status"] == b"finished" and ended[b"ended_at"] and ended[b"started_at"]
+    assert ended[b"data"] == enqueued[b"data"] and ended[b"origin"] == enqueued[b"origin"]
+    assert stack.redis.exists(f"rq:results:{handle.id}") == 0
+    assert stack.redis.ttl(f"rq:job:{handle.id}") > 0  # kept as long as RQ's result_ttl says

@@ -18,7 +18,10 @@ RQ writes, for every job, things a concurrent worker keeps current by time inste
   the status HSET its full save repeats and without EXPIREs of dependency keys that do not exist. Its
   dependents are found by the reply of the dependents key's EXPIRE in that MULTI and moved to ready right
   after it (RQ's ``enqueue_dependents``, as RQ's own failure path does), not inside it: a dependent enqueued
-  meanwhile WATCHes the job's hash, which the MULTI writes, so it is either seen there or enqueued at once.
+  meanwhile WATCHes the job's hash, which the MULTI writes, so it is either seen there or enqueued at once;
+- a ``GuardedJob``'s end writes only the fields its run changed (status, ended_at, last_heartbeat: RQ
+  rewrites the whole hash), and no RQ result stream where its class keeps its results elsewhere
+  (``rq_result``: genpool's jobs, whose result is genpool's record).
 Each is a method RQ calls on the worker; tests/rqsuite runs RQ's own suite against it.
 """
 
@@ -41,6 +44,8 @@ from rq.registry import StartedJobRegistry
 from rq.results import Result
 from rq.utils import now
 from rq.worker.base import WorkerStatus
+
+from genpool.worker.rqcompat.job import GuardedJob
 
 #: How soon ``rq suspend`` stops a worker from taking new jobs.
 SUSPENSION_CHECK_S = 1.0
@@ -107,10 +112,14 @@ class LeanWorker(SimpleWorker):
             self.increment_successful_job_count(pipeline=pipe)
             self.increment_total_working_time(taken, pipe)
             job._status = JobStatus.FINISHED  # written by the save below (RQ also HSETs it alone first)
-            job.save(pipeline=pipe, include_meta=False, include_result=False)
-            Result.create(job, Result.Type.SUCCESSFUL, return_value=job._result, ttl=result_ttl,
-                          worker_name=self.name, pipeline=pipe, execution_id=execution.id,
-                          execution_started_at=execution.created_at, execution_ended_at=job.ended_at)
+            if isinstance(job, GuardedJob):
+                pipe.hset(job.key, mapping=job.end_fields())
+            else:
+                job.save(pipeline=pipe, include_meta=False, include_result=False)
+            if getattr(job, "rq_result", True):
+                Result.create(job, Result.Type.SUCCESSFUL, return_value=job._result, ttl=result_ttl,
+                              worker_name=self.name, pipeline=pipe, execution_id=execution.id,
+                              execution_started_at=execution.created_at, execution_ended_at=job.ended_at)
             job.finished_job_registry.add(job, result_ttl, pipe)
             pipe.expire(job.key, result_ttl)
             dependents_at = len(pipe)
