@@ -57,7 +57,8 @@ class Runtime:
         results = ResultStore(conn, store, spool, settings.s3_prefix, settings.result_ttl_s, metrics=metrics)
         budgets = BudgetView()
         limiter = RedisLimiter(conn, {m: s.limits for m, s in catalog.models.items()}, budgets=budgets)
-        gateway = GeminiGateway(settings, max_connections=max(256, settings.concurrency * 2))
+        gateway = GeminiGateway(settings, max_connections=max(256, settings.concurrency * 2),
+                                plain_timeouts_s=[spec.timeout_s for spec in catalog.models.values()])
         availability = Availability(conn, BreakerPolicy.from_settings(settings))
         ports = Ports(gateway=gateway, limiter=limiter, availability=availability, results=results,
                       clock=time.monotonic, wall=time.time, sleep=time.sleep, events=RedisEvents(conn))
