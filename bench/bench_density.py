@@ -265,7 +265,13 @@ def bound_by(row: dict[str, Any]) -> str:
                 f"{max(0.0, cores['machine'] - ours):.2f} other work on the box")
     if cores[busiest] >= 0.85:
         return f"{busiest}'s one core (its GIL): {cores[busiest]:.2f} cores"
-    return "nothing saturated in these figures (the producer's backlog or the queue depth: see the rows above)"
+    if row["queued_min"] > 0:  # jobs waited while slots were free: the workers did not start them sooner
+        idle = c["slots"] - row["inflight_avg"]
+        return (f"starting the jobs: {idle:.0f} of {c['slots']} slots free on average while jobs waited in the "
+                f"queue (a freed slot waited ~{idle / max(1e-9, row['rpm'] / 60) * 1000:.0f} ms for its next job): "
+                "each worker's main thread dequeues and starts jobs for its free slots between its job threads' "
+                f"turns on the GIL; no process at its core's limit (busiest {busiest}: {cores[busiest]:.2f})")
+    return "the producer: the queue ran dry (see the queued minimum above)"
 
 
 def _row_markdown(row: dict[str, Any]) -> list[str]:

@@ -28,6 +28,7 @@ Each is a method RQ calls on the worker; tests/rqsuite runs RQ's own suite again
 from __future__ import annotations
 
 import contextlib
+import inspect
 import threading
 import time
 from datetime import timedelta
@@ -53,6 +54,7 @@ SUSPENSION_CHECK_S = 1.0
 
 class LeanWorker(SimpleWorker):
     heartbeat_s: float
+    max_jobs: int | None = None  # the running work()'s: it takes no job beyond them
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -63,6 +65,7 @@ class LeanWorker(SimpleWorker):
         self._last_suspension_check = float("-inf")
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
+        self.max_jobs = inspect.signature(SimpleWorker.work).bind(self, *args, **kwargs).arguments.get("max_jobs")
         self._batch_stats = True
         try:
             return bool(super().work(*args, **kwargs))
