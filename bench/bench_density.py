@@ -295,7 +295,7 @@ def _row_markdown(row: dict[str, Any]) -> list[str]:
         f"{rss['genpool']['peak_mib'] / 1024 / TARGET_RSS_GIB:.2f}x of the budget | <= {TARGET_RSS_GIB:g} GiB | "
         f"{'yes' if rss_met else '**no**'} |",
         "",
-        "| process | CPU in the steady window, cores | CPU ms per answered call | peak RSS MiB |",
+        "| process | CPU in the steady window, cores | its CPU ms per answered call (all the row's calls) | peak RSS MiB |",
         "|---|---:|---:|---:|",
     ]
     workers = sorted(n for n in cores if n.startswith("worker "))
