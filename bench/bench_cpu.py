@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import profiling, workerkit
+from bench import cpu_sections, profiling, workerkit
 
 TITLE = "CPU per finished job (target 2: <= 1.25x its irreducible parts)"
 TARGET = 1.25
@@ -110,6 +110,7 @@ def bench(workdir: Path) -> dict[str, Any]:
     with workerkit.stack(workdir / "bench_cpu", {"latency_ms": 0, "jitter_ms": 0}, rpm=10_000_000) as st:
         figures: dict[str, Any] = {"jobs": JOBS, "rounds": ROUNDS, "concurrency": CONCURRENCY}
         figures.update(measure(st, JOBS, ROUNDS))
+        figures["sections"] = cpu_sections.measure(st, JOBS, PROMPT)
         figures["profile"] = profiling.profile_job_path(st, 1500, PROMPT)
     figures["parts_ms"] = figures["noop_ms"] + figures["genai_seq_ms"] + figures["s3_seq_ms"]
     figures["parts_same_ms"] = figures["noop_ms"] + figures["genai_same_seq_ms"] + figures["s3_seq_ms"]
@@ -118,20 +119,28 @@ def bench(workdir: Path) -> dict[str, Any]:
     return figures
 
 
-GAP = """What stands above the parts (measured one at a time in one process with process_time, 300 calls each,
-while building this benchmark): the SDK converting a config at all (genpool always sends one: the job's
-safety settings and a per-call timeout; the "same request" ratio above prices it), four Redis round trips
-the parts do not make (the result GET that guards re-runs, the limiter's acquire and settle EVALSHAs, the
-result + metrics pipeline: redis-py's `pack` is the top non-I/O function in the profile; Redis
-commandstats over 300 jobs counted 75 commands a job, 17 of them genpool's own: 9 HINCRBYFLOAT, 3 HINCRBY
-and 1 EXPIRE of metrics, the record's SET, the GET and 2 EVALSHA; the rest is RQ's job lifecycle, which
-the no-op job pays too),
-S3 tags and metadata (~0.15 ms), a tenacity `Retrying` per job, and the pydantic records. Already removed:
-`types.Content` objects (~0.35 ms of SDK re-validation a call; contents go as a string or dicts) and the
-second copy of the record RQ stored as the return value. What would close the rest: the metrics as one
-EVALSHA instead of 12 HINCRBY(FLOAT)s, the settle folded into the result pipeline, the result GET only on a
-re-run, and no `Retrying` for a first attempt that succeeds; each is in a module shared with other work
-(shared/metrics.py, shared/ratelimit, worker/runner.py, worker/policy.py)."""
+def gap(f: dict[str, Any]) -> str:
+    """What stands above the parts, from this run's sections table (bench/cpu_sections.py)."""
+    sec, alone = f["sections"]["sections_ms"], f["sections"]["alone_ms"]
+    call, put = "Gemini call (google-genai, plain client)", "S3 put (tags, metadata, upload retry)"
+    own = sum(sec[k] for k in ("limiter acquire (EVALSHA)", "result record (+ announce)", "envelope parse (pydantic)"))
+    return (
+        "What stands above the parts (the sections table): the parts themselves cost more inside a job than "
+        f"alone in a loop (the Gemini call {sec[call]:.2f} ms in the job vs {alone[call]:.2f} ms alone, the S3 put "
+        f"{sec[put]:.2f} vs {alone[put]:.2f} ms with the same client): between two calls a job runs RQ's, boto3's "
+        "and redis-py's code, so caches and branch predictors start cold, and the raw parts are measured in a "
+        "loop. The S3 put also carries the object's 7 metadata headers (what a re-run rebuilds a paid answer's "
+        "record from, worker/runner.py `_recover`) and 2 tags (~0.4-0.5 ms measured A/B in one process while "
+        f"writing #17). genpool's own Redis work is {own:.2f} ms a job: the limiter's acquire, the record "
+        "(with the announcement for a waiting producer) and the envelope's validation (Redis is a trust "
+        "boundary); each round trip is ~0.1 ms of redis-py.\n\n"
+        "Removed in #17: the per-job metrics pipeline (summed per process, written every second), the result "
+        "GET and route pin of a first run, settle when there is nothing to correct, RQ's heartbeats and "
+        "suspension check per job, three of RQ's seven round trips a job (the fetch after the dequeue, WATCH "
+        "and SMEMBERS before the end), RQ's full job save and result stream for genpool's jobs, and the SDK's "
+        "per-call config for a default job (a plain client per catalog timeout: ~0.9 ms a call). Not removed: "
+        "the S3 metadata (the re-run guard reads it), the envelope's validation, the limiter's round trip."
+    )
 
 
 def _rounds(f: dict[str, Any]) -> str:
@@ -166,10 +175,12 @@ def markdown(figures: dict[str, Any]) -> str:
         f"Rounds (no-op ms / job ms / ratio): {_rounds(f)}. Figures are medians over rounds; ratios are "
         "the median of each round's own ratio (its parts measured right after its jobs).",
         "",
+        cpu_sections.markdown(f["sections"]),
+        "",
         profiling.markdown(f["profile"]),
     ]
     if not met:
-        lines += ["", GAP]
+        lines += ["", gap(f)]
     return "\n".join(lines)
 
 

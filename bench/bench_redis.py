@@ -38,24 +38,26 @@ IDLE_S = 10.0
 PROMPT = "Write a two-line poem about job number {i} of a worker pool."
 
 
-def snapshot(conn: redis.Redis) -> tuple[Counter[str], float]:
-    """Calls per command and Redis's CPU seconds (user + sys) so far."""
+def snapshot(conn: redis.Redis) -> tuple[Counter[str], Counter[str], float]:
+    """Calls and microseconds per command, and Redis's CPU seconds (user + sys) so far."""
     stats = conn.info("commandstats")
     calls = Counter({name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()})
+    usec = Counter({name.removeprefix("cmdstat_"): int(row["usec"]) for name, row in stats.items()})
     cpu = conn.info("cpu")
-    return calls, float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
+    return calls, usec, float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
 
 
 def measure(conn: redis.Redis, run: Callable[[], None]) -> dict[str, Any]:
-    """What Redis did while ``run`` ran: calls per command, CPU seconds, wall seconds."""
-    calls_before, cpu_before = snapshot(conn)
+    """What Redis did while ``run`` ran: calls and time per command, CPU seconds, wall seconds."""
+    calls_before, usec_before, cpu_before = snapshot(conn)
     started = time.monotonic()
     run()
     elapsed_s = time.monotonic() - started
-    calls_after, cpu_after = snapshot(conn)
-    calls = calls_after - calls_before
+    calls_after, usec_after, cpu_after = snapshot(conn)
+    calls, usec = calls_after - calls_before, usec_after - usec_before
     calls.pop("info", None)  # our own two INFO reads
-    return {"calls": dict(calls), "cpu_s": cpu_after - cpu_before, "elapsed_s": elapsed_s}
+    usec.pop("info", None)
+    return {"calls": dict(calls), "usec": dict(usec), "cpu_s": cpu_after - cpu_before, "elapsed_s": elapsed_s}
 
 
 def per_job(phase: dict[str, Any], idle: dict[str, Any], jobs: int) -> dict[str, Any]:
@@ -64,14 +66,18 @@ def per_job(phase: dict[str, Any], idle: dict[str, Any], jobs: int) -> dict[str,
     calls = {name: (count - idle["calls"].get(name, 0) * scale) / jobs for name, count in phase["calls"].items()}
     cpu_ms = (phase["cpu_s"] - idle["cpu_s"] * scale) * 1000 / jobs
     top = dict(sorted(((n, round(c, 2)) for n, c in calls.items() if c >= 0.05), key=lambda kv: -kv[1]))
+    usec = {name: (us - idle.get("usec", {}).get(name, 0) * scale) / jobs for name, us in phase.get("usec", {}).items()}
+    top_usec = dict(sorted(((n, round(u, 1)) for n, u in usec.items() if u >= 1), key=lambda kv: -kv[1])[:8])
     return {"commands": round(sum(calls.values()), 1), "cpu_ms": round(cpu_ms, 3),
             "ceiling_jobs_s": round(1000 / cpu_ms) if cpu_ms > 0 else None, "by_command": top,
+            "usec_by_command": top_usec,
             "elapsed_s": round(phase["elapsed_s"], 2)}
 
 
 def _genpool_jobs(pool: Any, count: int) -> Callable[[], None]:
     def run() -> None:
-        handles = pool.submit_many([{"kind": "text", "prompt": PROMPT.format(i=i)} for i in range(count)])
+        handles = pool.submit_many([{"kind": "text", "prompt": PROMPT.format(i=i)} for i in range(count)],
+                                   notify=True)
         records = pool.wait_all(handles, timeout_s=600)
         failed = [r for r in records if r is None or r.status != "finished"]
         if failed:
@@ -134,6 +140,10 @@ def markdown(figures: dict[str, Any]) -> str:
         "Commands per genpool job, by command: " + ", ".join(f"{k} {v}" for k, v in g["by_command"].items()) + ".",
         "",
         "Per RQ no-op job: " + ", ".join(f"{k} {v}" for k, v in n["by_command"].items()) + ".",
+        "",
+        "Redis time per genpool job by command (commandstats usec, µs; a Lua script's own commands count in "
+        "both its EVALSHA and themselves): " + ", ".join(f"{k} {v}" for k, v in g.get("usec_by_command", {}).items())
+        + ".",
     ]
     return "\n".join(lines)
 

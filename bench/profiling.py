@@ -29,7 +29,7 @@ class InPlaceWorker:
 
         class _InPlace(PoolWorker):
             def execute_job(self, job: Any, queue: Any) -> None:
-                execution = self.prepare_execution(job)
+                execution = self.start_execution(job)  # as the threaded worker starts a job
                 with self._inflight_lock:
                     self._inflight[job.id] = (job, execution)
                 self._perform(job, queue, execution)

@@ -35,8 +35,8 @@ RESULTS = ROOT / "bench" / "results"
 PLOTS = ROOT / "bench" / "plots"
 
 # Run order: cheap and quiet first, so a slow one cannot spoil another's timing.
-BENCHMARKS = ("bench_limiter", "bench_cpu", "bench_failover", "bench_window", "bench_quota", "bench_density",
-              "bench_observability", "bench_gateway", "bench_control")
+BENCHMARKS = ("bench_limiter", "bench_cpu", "bench_redis", "bench_failover", "bench_window", "bench_quota",
+              "bench_density", "bench_observability", "bench_gateway", "bench_control")
 # Long runs, only when asked for: `--soak` adds them to a full run, `--only` runs them alone (`make soak`).
 LONG = ("bench_soak",)
 

@@ -16,6 +16,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, Retry
 from rq.serializers import JSONSerializer
 
+from genpool.producer.waiting import POLL_ALL_S, Progress, read_records, wait_announced
 from genpool.shared import contract, keys
 from genpool.shared.catalog import Catalog, load_catalog
 from genpool.shared.errors import IdempotencyConflict, NoSuchJob, ServiceUnavailable, ValidationError
@@ -29,6 +30,7 @@ from genpool.shared.jobs import (
     new_job_id,
     parse_request,
 )
+from genpool.shared.notify import Announcements
 from genpool.shared.redisconn import connect
 from genpool.shared.settings import Settings
 from genpool.shared.turns import Turns
@@ -44,6 +46,7 @@ class _Extras(NamedTuple):
     deadline_s: float | None
     events: bool
     account: str | None
+    notify: str | None  # the producer's waiter id (shared/notify.py), when the jobs announce their records
 
 
 def describe_validation_error(exc: pydantic.ValidationError) -> str:
@@ -59,10 +62,12 @@ def describe_validation_error(exc: pydantic.ValidationError) -> str:
 class JobHandle:
     """A submitted job: its id, status and result."""
 
-    def __init__(self, job_id: str, connection: redis.Redis, *, existing: bool = False) -> None:
+    def __init__(self, job_id: str, connection: redis.Redis, *, existing: bool = False,
+                 notify: Announcements | None = None) -> None:
         self.id = job_id
         self._redis = connection
         self.existing = existing  # True when an idempotency key returned an earlier job
+        self.notify = notify  # where its record is announced (submitted with notify), else None
 
     def __repr__(self) -> str:
         return f"JobHandle({self.id!r})"
@@ -86,20 +91,22 @@ class JobHandle:
 
     def wait(self, timeout_s: float = 300.0, poll_s: float = 0.05) -> ResultRecord:
         """Block until the job is terminal (finished or failed: the record says which); raises NoSuchJob
-        for an id genpool does not know, TimeoutError after ``timeout_s``."""
+        for an id genpool does not know, TimeoutError after ``timeout_s``. A job submitted with ``notify``
+        is woken by its announcement (one blocking read), others poll every ``poll_s`` growing to 0.5 s."""
         deadline = time.monotonic() + timeout_s
-        first = True
-        while True:
-            record = self.result()
-            if record is not None:
-                return record
-            if first and self.status() == "unknown" and self.result() is None:
-                raise NoSuchJob(f"no such job: {self.id} (never submitted, or its record expired)")
-            first = False
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"job {self.id} not finished after {timeout_s} s (status: {self.status()})")
+        record = self.result()
+        if record is None and self.status() == "unknown" and self.result() is None:
+            raise NoSuchJob(f"no such job: {self.id} (never submitted, or its record expired)")
+        results = [record]
+        if record is None and self.notify is not None:
+            _call(wait_announced, self.notify, [self.id], results, deadline)
+        while results[0] is None and time.monotonic() < deadline:
             time.sleep(poll_s)
             poll_s = min(poll_s * 1.5, 0.5)
+            results[0] = self.result()
+        if results[0] is None:
+            raise TimeoutError(f"job {self.id} not finished after {timeout_s} s (status: {self.status()})")
+        return results[0]
 
 
 class GenPool:
@@ -112,6 +119,9 @@ class GenPool:
         self._redis = connection
         self._queues = {p: Queue(keys.queue_name(p), connection=connection, serializer=JSONSerializer)
                         for p in keys.PRIORITIES}
+        # This producer's stream of announced records (jobs submitted with notify); a blocking read on it
+        # stays under the connection's socket timeout.
+        self._notify = Announcements(connection, new_job_id(), min(POLL_ALL_S, 0.8 * self.settings.redis_timeout_s))
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> GenPool:
@@ -149,17 +159,17 @@ class GenPool:
 
     def submit(self, request: Request | Mapping[str, Any], *, priority: str = "default",
                idempotency_key: str | None = None, deadline_s: float | None = None, events: bool = False,
-               account: str | None = None, turn_wait_s: float = TURN_WAIT_S) -> JobHandle:
+               account: str | None = None, turn_wait_s: float = TURN_WAIT_S, notify: bool = False) -> JobHandle:
         """One job. A chat message on a ``conversation_id`` waits (up to ``turn_wait_s``, then
         ConversationBusy) until the conversation's previous message is answered: turns never interleave."""
         return self.submit_many([request], priority=priority, deadline_s=deadline_s,
                                 idempotency_keys=[idempotency_key], events=events, account=account,
-                                turn_wait_s=turn_wait_s)[0]
+                                turn_wait_s=turn_wait_s, notify=notify)[0]
 
     def submit_many(self, requests: Sequence[Request | Mapping[str, Any]], *, priority: str = "default",
                     idempotency_keys: Sequence[str | None] | None = None, deadline_s: float | None = None,
                     events: bool = False, account: str | None = None, turn_wait_s: float = TURN_WAIT_S,
-                    turn_holders: Mapping[str, str] | None = None) -> list[JobHandle]:
+                    turn_holders: Mapping[str, str] | None = None, notify: bool = False) -> list[JobHandle]:
         """Validate every request first (all or nothing, an error names the item), then enqueue in one
         pipelined round trip. At most one message per conversation in one call.
 
@@ -167,7 +177,10 @@ class GenPool:
         gateway relays; a request with ``stream: true`` always does. ``account``: who submits (a gateway
         token's name); the day's spend of its finished jobs is counted under it. ``turn_holders``: turns the
         caller already holds (conversation id -> holder value from genpool.shared.turns; the gateway waits for
-        a turn itself): used as they are, then handed to the jobs."""
+        a turn itself): used as they are, then handed to the jobs. ``notify``: the worker announces each
+        job's record to this GenPool, so ``wait_all`` and ``JobHandle.wait`` block on one read instead of
+        polling every record (shared/notify.py); needs workers of this release or later (upgrade workers
+        first)."""
         queue = self._queue(priority)
         if deadline_s is not None and not 0 < deadline_s <= MAX_DEADLINE_S:
             raise ValidationError(f"deadline_s: must be above 0 and at most {MAX_DEADLINE_S} s (got {deadline_s})")
@@ -178,14 +191,15 @@ class GenPool:
         if len(idem) != len(parsed):
             raise ValidationError("idempotency_keys must have one entry per request")
         conversations = _conversations(parsed)
+        extras = _Extras(deadline_s, events, account, self._notify.waiter if notify else None)
         if not conversations:
-            return self._claim_and_enqueue(queue, priority, parsed, idem, _Extras(deadline_s, events, account))
+            return self._claim_and_enqueue(queue, priority, parsed, idem, extras)
         turns = Turns(self._redis)
         given = dict(turn_holders or {})
         held = {conv: given.get(conv) or _call(turns.acquire, conv, turn_wait_s)
                 for conv in sorted(set(conversations.values()))}
         try:
-            handles = self._claim_and_enqueue(queue, priority, parsed, idem, _Extras(deadline_s, events, account))
+            handles = self._claim_and_enqueue(queue, priority, parsed, idem, extras)
         except BaseException:
             for conv, mine in held.items():
                 if conv not in given:  # the caller gives back the turns it brought
@@ -221,30 +235,38 @@ class GenPool:
         except ServiceUnavailable:
             self._release_claims([idem[i] for i in fresh if idem[i]])
             raise
-        return [JobHandle(claimed[i], self._redis, existing=claimed[i] != ids[i]) for i in range(len(parsed))]
+        notify = self._notify if extras.notify else None  # an earlier job (idempotency key) announces nothing here
+        return [JobHandle(claimed[i], self._redis, existing=claimed[i] != ids[i],
+                          notify=notify if claimed[i] == ids[i] else None) for i in range(len(parsed))]
 
     def handle(self, job_id: str) -> JobHandle:
         return JobHandle(job_id, self._redis)
 
-    def wait_all(self, handles: Iterable[JobHandle], timeout_s: float = 600.0) -> list[ResultRecord | None]:
-        """Wait for many jobs with one MGET per poll; None for any not done by the deadline."""
+    def wait_all(self, handles: Iterable[JobHandle], timeout_s: float = 600.0,
+                 on_progress: Progress | None = None) -> list[ResultRecord | None]:
+        """Wait for many jobs; None for any not done by the deadline. Jobs submitted with ``notify`` by this
+        GenPool: one blocking read wakes the wait for the records announced (shared/notify.py); others:
+        one MGET of every pending record per poll. ``on_progress(done)``: called as records arrive."""
         handles = list(handles)
         results: list[ResultRecord | None] = [None] * len(handles)
         deadline = time.monotonic() + timeout_s
+        streams = {h.notify.key: h.notify for h in handles if h.notify is not None}
+        if len(streams) == 1 and all(h.notify is not None for h in handles):  # else polled, as below
+            _call(wait_announced, next(iter(streams.values())), [h.id for h in handles], results, deadline,
+                  on_progress)
+            return results
         while True:
-            self.poll_results(handles, results)
-            if all(r is not None for r in results) or time.monotonic() >= deadline:
+            done = self.poll_results(handles, results)
+            if on_progress is not None:
+                on_progress(done)
+            if done == len(handles) or time.monotonic() >= deadline:
                 return results
             time.sleep(0.2)
 
     def poll_results(self, handles: Sequence[JobHandle], results: list[ResultRecord | None]) -> int:
         """Fill ``results`` in place for handles that have finished; returns how many are done."""
         pending = [i for i, r in enumerate(results) if r is None]
-        if pending:
-            raws = _call(self._redis.mget, [keys.result(handles[i].id) for i in pending])
-            for i, raw in zip(pending, raws, strict=True):
-                if raw:
-                    results[i] = ResultRecord.model_validate_json(raw)
+        _call(read_records, self._redis, [h.id for h in handles], results, pending)
         return sum(r is not None for r in results)
 
     def _queue(self, priority: str) -> Queue:
@@ -256,7 +278,8 @@ class GenPool:
     def _envelope(self, job_id: str, request: Request, extras: _Extras) -> Envelope:
         deadline = self.settings.job_deadline_s if extras.deadline_s is None else extras.deadline_s
         events = extras.events or bool(getattr(request, "stream", False))
-        return Envelope(job_id=job_id, request=request, deadline_s=deadline, events=events, account=extras.account)
+        return Envelope(job_id=job_id, request=request, deadline_s=deadline, events=events, account=extras.account,
+                        notify=extras.notify)
 
     def _claim_idempotency(self, ids: list[str], idem: list[str | None], prints: list[str]) -> list[str]:
         """For each request, the job id that owns it: a fresh id, or the earlier job's for a reused key.

@@ -199,6 +199,8 @@ class Envelope(_Strict):
     deadline_s: float = Field(300.0, gt=0, le=86_400)
     events: bool = False  # publish progress to the job's event stream (shared/events.py)
     account: Annotated[str, Field(pattern=ACCOUNT_PATTERN)] | None = None
+    #: The producer (its waiter id) the worker announces the written record to (shared/notify.py).
+    notify: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
 
     def wire(self) -> dict[str, Any]:
         """The JSON body put on the queue. Fields added after v1 shipped are left out at their defaults,
@@ -209,7 +211,7 @@ class Envelope(_Strict):
         return data
 
 
-ADDED_ENVELOPE_FIELDS: dict[str, Any] = {"events": False, "account": None}
+ADDED_ENVELOPE_FIELDS: dict[str, Any] = {"events": False, "account": None, "notify": None}
 ADDED_REQUEST_FIELDS: dict[str, Any] = {"stream": False, "json_schema": None, "cache": None, "on_budget": None}
 
 

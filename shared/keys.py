@@ -203,3 +203,9 @@ def api_job_owner(job_id: str) -> str:
 def api_rate(account: str) -> str:
     """String: an account's request-rate state (GCRA theoretical arrival time, ms)."""
     return f"{PREFIX}:api:rate:{account}"
+
+
+def results_notify(waiter: str) -> str:
+    """Stream (TTL, kept by its waiters): ids of the jobs a producer submitted with ``notify`` whose records
+    are written; workers add to it only while it exists (shared/notify.py)."""
+    return f"{PREFIX}:notify:{waiter}"

@@ -1,8 +1,9 @@
-"""Per-model counters shared by every worker, in Redis: written in the job's final pipeline, read by
-``genpool stats``, the Prometheus exporter and the report.
+"""Per-model counters shared by every worker, in Redis: gathered per job (``MetricsBatch``), summed per
+worker process and written about once a second (``worker/metricsflush.py``), read by ``genpool stats``,
+the Prometheus exporter and the report.
 
-A counter is one field of one hash: ``name|label=value|...`` (labels sorted), so a whole job's
-metrics cost one pipelined HINCRBY per counter and no extra round trip.
+A counter is one field of one hash: ``name|label=value|...`` (labels sorted), so a flush costs one
+pipelined HINCRBY per counter that moved, however many jobs moved it, and no extra round trip per job.
 
 The timeline (calls per model per ``TIMELINE_STEP_S`` slot, for the report) lives in one hash per hour
 with a TTL, so it stays bounded however long the pool runs.
@@ -61,7 +62,7 @@ def bucket_label(seconds: float) -> str:
 
 @dataclass
 class MetricsBatch:
-    """Counters gathered while one job runs, flushed with its result in one pipeline."""
+    """Counters gathered while one job runs (or summed over many: ``merge``), written by ``write``."""
 
     counters: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     latency: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
@@ -93,6 +94,17 @@ class MetricsBatch:
         group = outcome if outcome in ("ok", "rate_limited") else "error"
         self.timeline[(slot * TIMELINE_STEP_S // TIMELINE_KEY_SPAN_S, f"{slot}|{model}|{group}")] += 1
 
+    def merge(self, other: MetricsBatch) -> None:
+        """Add ``other``'s counts to this batch."""
+        _add(self.counters, other.counters)
+        _add(self.latency, other.latency)
+        _add(self.timeline, other.timeline)
+        _add(self.durations, other.durations)
+        _add(self.spend, other.spend)
+
+    def __bool__(self) -> bool:
+        return bool(self.counters or self.latency or self.timeline or self.durations or self.spend)
+
     def write(self, pipe: Pipeline) -> None:
         """Queue every counter on a Redis pipeline (no round trip here)."""
         counters_key = keys.metrics_counters()
@@ -113,6 +125,11 @@ class MetricsBatch:
             for model, micro in self.spend.items():
                 pipe.hincrby(day_key, model, micro)
             pipe.expire(day_key, SPEND_DAY_TTL_S)
+
+
+def _add(into: dict[Any, Any], counts: Mapping[Any, float]) -> None:
+    for name, amount in counts.items():
+        into[name] = into.get(name, 0) + amount
 
 
 def read_counters(raw: Mapping[bytes, bytes]) -> list[tuple[str, dict[str, str], float]]:

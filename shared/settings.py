@@ -153,6 +153,8 @@ class Settings(BaseModel):
     log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = Field("text", alias="GENPOOL_LOG_FORMAT")
     log_level: Annotated[str, AfterValidator(str.upper)] = Field("INFO", alias="GENPOOL_LOG_LEVEL")
     heartbeat_s: float = Field(5.0, ge=0.5, alias="GENPOOL_HEARTBEAT_S")
+    # a worker process writes its jobs' metrics counters this often, summed (0: with each job's record)
+    metrics_flush_s: float = Field(1.0, ge=0, alias="GENPOOL_METRICS_FLUSH_S")
     redis_timeout_s: float = Field(5.0, ge=0.1, alias="GENPOOL_REDIS_TIMEOUT_S")
     s3_timeout_s: float = Field(10.0, ge=0.1, alias="GENPOOL_S3_TIMEOUT_S")
     metrics_port: Count = Field(9464, ge=1, alias="GENPOOL_METRICS_PORT")

@@ -145,6 +145,9 @@ def stack(redis_url: str, s3_service: services.Service, sim_url: str, tmp_path: 
 
     env = stack_env(redis_url, s3_service.url, sim_url, SIM_TEST_KEY, tmp_path,
                     bucket=f"t-{uuid.uuid4().hex[:12]}")
+    # Tests that read `genpool stats` right after their jobs: each job's metrics written with its record.
+    # The default (summed per worker process, written every second) has its own tests (test_redis_per_job).
+    env["GENPOOL_METRICS_FLUSH_S"] = "0"
     st = Stack(env, tmp_path, sim_url)
     yield st
     st.workers.stop()

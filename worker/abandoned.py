@@ -11,7 +11,7 @@ from rq.exceptions import AbandonedJobError
 from rq.job import Job
 
 from genpool.shared.errors import GenpoolError
-from genpool.shared.jobs import ErrorInfo, ResultRecord
+from genpool.shared.jobs import Envelope, ErrorInfo, ResultRecord
 from genpool.shared.metrics import MetricsBatch
 
 log = logging.getLogger("genpool.worker")
@@ -28,7 +28,7 @@ def record_abandoned(job: Job, exc_type: type[BaseException] | None, exc: BaseEx
     results = get_runtime().results
     try:
         if results.get(job.id) is None:  # its output may have been recorded before the last death
-            results.save(_record(job.id), _metrics())
+            results.save(_record(job.id), _metrics(), notify=_notify_of(job))
             log.error("job %s: its worker died on every try; recorded as failed", job.id)
     except (redis.RedisError, GenpoolError) as exc_save:  # RQ's cleanup must go on for the other jobs
         log.error("job %s: abandoned, and its failure record could not be saved: %s", job.id, exc_save)
@@ -38,6 +38,14 @@ def record_abandoned(job: Job, exc_type: type[BaseException] | None, exc: BaseEx
 def _record(job_id: str) -> ResultRecord:
     return ResultRecord(id=job_id, status="failed", kind="unknown", error=ErrorInfo(
         type=KIND, message="the worker running this job died on every try (killed, out of memory or lost)"))
+
+
+def _notify_of(job: Job) -> str | None:
+    """The producer waiting for this job's record (its envelope's ``notify``); None when unreadable."""
+    try:
+        return Envelope.model_validate(job.args[0]).notify
+    except Exception:  # noqa: BLE001 - a payload the job could not have run with: no one to tell
+        return None
 
 
 def _metrics() -> MetricsBatch:

@@ -44,7 +44,11 @@ class RefusedJob(Permanent):
 
 
 class GenpoolJob(GuardedJob):
-    """An RQ job that resolves only genpool's entry point and never imports a callback."""
+    """An RQ job that resolves only genpool's entry point and never imports a callback. Its result is
+    genpool's record (keys.result, the job's id): RQ keeps no result stream for it (``return_value()`` is
+    None; the entry point's return value, a pointer to the record, is not stored)."""
+
+    rq_result = False
 
     def resolve(self) -> Callable[..., Any]:
         name = self.func_name  # DeserializationError for anything that is not genpool's JSON

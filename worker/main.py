@@ -174,6 +174,8 @@ def run_one(settings: Settings, concurrency: int, burst: bool, max_jobs: int = 0
     start_spool_drainer(runtime, stop)
     stalls.start_watch(runtime.runner.report_stalls, stop)
     runtime.control.start(stop)
+    if runtime.metrics is not None:
+        runtime.metrics.start()
     log.info("worker %s: %d jobs in flight at most, queues %s%s", worker.name, concurrency,
              ", ".join(q.name for q in worker.queues), f", recycled after {max_jobs} jobs" if max_jobs else "")
     try:
@@ -184,13 +186,22 @@ def run_one(settings: Settings, concurrency: int, burst: bool, max_jobs: int = 0
         # Its death is recorded; the job threads cannot be killed and would hold the interpreter's exit
         # until they finish, so leave now: RQ requeues the abandoned jobs (their heartbeats stop).
         log.warning("worker %s: cold shutdown, %d jobs in flight abandoned", worker.name, worker.inflight)
+        _close_metrics(runtime)
         logging.shutdown()
         os._exit(0)
     finally:
         stop.set()
+        _close_metrics(runtime)
         with contextlib.suppress(Exception):  # best effort at exit; what is left waits for the next start
             drain_once(runtime)
     return 0
+
+
+def _close_metrics(runtime: Runtime) -> None:
+    """The counters of the last second's jobs, written before the process ends."""
+    if runtime.metrics is not None:
+        with contextlib.suppress(Exception):  # best effort at exit, like the spool's last drain
+            runtime.metrics.close()
 
 
 def run_many(settings: Settings, workers: int, concurrency: int, burst: bool, max_jobs: int = 0,

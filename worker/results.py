@@ -14,9 +14,11 @@ from genpool.shared import keys
 from genpool.shared.errors import ConfigError, GenpoolError, StorageConfigError, StorageUnavailable
 from genpool.shared.jobs import ResultRecord, StorageRef
 from genpool.shared.metrics import MetricsBatch
+from genpool.shared.notify import announce
 from genpool.shared.storage import ObjectStore, StoredObject, content_type, object_key
 from genpool.worker.answers import Generation
 from genpool.worker.gemini import Turn
+from genpool.worker.metricsflush import MetricsFlusher
 from genpool.worker.spool import Spool
 
 log = logging.getLogger("genpool.results")
@@ -29,8 +31,10 @@ RECHECK_STORAGE_S = 5.0  # while the bucket is misconfigured, look again at most
 class ResultStore:
     def __init__(self, connection: redis.Redis, store: ObjectStore, spool: Spool, prefix: str,
                  result_ttl_s: int, upload_attempts: int = 3, upload_backoff_s: float = 0.2,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, metrics: MetricsFlusher | None = None) -> None:
         self._redis = connection
+        self._metrics = metrics  # None: a job's metrics go in its record's pipeline
+        self._pinned: set[str] = set()  # jobs in flight here that may have a route pin (ran before)
         self._store = store
         self._spool = spool
         self._prefix = prefix
@@ -55,7 +59,17 @@ class ResultStore:
         pipe.set(keys.job_route(job_id), route, nx=True, ex=ROUTE_PIN_TTL_S)
         pipe.get(keys.job_route(job_id))
         raw, _, pinned = pipe.execute()
+        self._pinned.add(job_id)
         return (ResultRecord.model_validate_json(raw) if raw else None), (pinned or route.encode()).decode()
+
+    def pin(self, job_id: str, route: str) -> None:
+        """A job leaving to run later (deferred) keeps ``route`` for its next run (unless already pinned).
+        Best effort: the deferral itself must not fail on it (it may be deferred for a Redis outage)."""
+        self._pinned.discard(job_id)
+        try:
+            self._redis.set(keys.job_route(job_id), route, nx=True, ex=ROUTE_PIN_TTL_S)
+        except redis.RedisError as exc:
+            log.warning("job %s: route not pinned (%s); its next run takes the routing in force", job_id, exc)
 
     def history(self, conversation_id: str) -> list[Turn]:
         turns = self._redis.lrange(keys.conversation(conversation_id), 0, -1)
@@ -148,12 +162,14 @@ class ResultStore:
         return {**meta, "bucket": self._store.bucket, "key": key} if meta is not None else None
 
     def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None,
-             state: bytes | None = None) -> None:
+             state: bytes | None = None, notify: str | None = None) -> None:
         """One round trip. A conversation's turns (and structured state) are written before the record:
         once the record exists, the next message (its sender waits for it, shared/turns.py) reads the whole
-        history."""
+        history. ``notify``: the producer waiting for the record (the envelope's), told in the same trip."""
         pipe = self._redis.pipeline(transaction=False)
-        pipe.delete(keys.job_route(record.id))
+        if record.id in self._pinned:  # only a job that ran before can have a pin (begin, pin)
+            self._pinned.discard(record.id)
+            pipe.delete(keys.job_route(record.id))
         if new_turns and record.conversation_id:
             conv = keys.conversation(record.conversation_id)
             pipe.rpush(conv, *[json.dumps(list(t)) for t in new_turns])
@@ -165,8 +181,13 @@ class ResultStore:
             pipe.incrbyfloat(spend, record.cost_usd)
             pipe.expire(spend, SPEND_TTL_S)
         pipe.set(keys.result(record.id), record.model_dump_json(), ex=self._ttl_s)
-        metrics.write(pipe)
+        if notify is not None:
+            announce(pipe, notify, record.id)
+        if self._metrics is None:
+            metrics.write(pipe)
         pipe.execute()
+        if self._metrics is not None:
+            self._metrics.add(metrics)
 
 
 def _log_failed_upload(state: tenacity.RetryCallState) -> None:

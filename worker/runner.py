@@ -90,14 +90,23 @@ class Runner:
         self.estimator = CostEstimator()  # what a call holds of a budget before it is made
         self.inflight = InFlight()  # this process's calls per model, shared by its job threads
 
-    def run(self, envelope: Envelope, rerun: bool = False) -> ResultRecord:
+    def run(self, envelope: Envelope, rerun: bool = False, ran_before: bool = True) -> ResultRecord:
         """Run the job to a terminal record; raises JobFailed (record saved) or Deferred.
 
-        ``rerun``: this job ran before (its worker died); look for an output already stored before
-        paying for a second call."""
-        existing, route = self._begin(envelope)
+        ``rerun``: this job ran before and its worker died; look for an output already stored before
+        paying for a second call. ``ran_before``: it started before for any reason (a death, a deferral):
+        its record, if it has one, is the answer, and it keeps the route it was pinned to. A first run
+        reads neither (no Redis work before its call)."""
+        existing, route = self._begin(envelope, ran_before or rerun)
         if existing is not None:
             return existing  # retried after the result was stored: no second call, no second object
+        try:
+            return self._run(envelope, route, rerun)
+        except e.Deferred:
+            self.ports.results.pin(envelope.job_id, route.to_text())  # it comes back on the chain it started
+            raise
+
+    def _run(self, envelope: Envelope, route: Route, rerun: bool) -> ResultRecord:
         request = envelope.request
         progress = Progress(self.ports.events if envelope.events else None, envelope.job_id)
         trace = Trace(envelope.job_id, request.kind, self.ports.wall(), route.chain, version=route.version,
@@ -116,13 +125,15 @@ class Runner:
             return self._through_cache(self.cache, envelope, trace, call, history, deadline_at)
         return self._paid(envelope, trace, call, history, deadline_at)[0]
 
-    def _begin(self, envelope: Envelope) -> tuple[ResultRecord | None, Route]:
-        """The job's record if it has one; its route, resolved in memory from the routing in force, or the
-        one its first run pinned (a re-run or a deferred job finishes on the chain it started with)."""
+    def _begin(self, envelope: Envelope, ran_before: bool) -> tuple[ResultRecord | None, Route]:
+        """The job's record if it ran before and has one; its route, resolved in memory from the routing in
+        force, or the one an earlier run pinned (a deferred job finishes on the chain it started with)."""
         request = envelope.request
         route = self.routing.table.route(request.kind, envelope.job_id, request.model)
         route = replace(route, chain=self.catalog.chain_for(request.kind, request.model, request.allow_fallback,
                                                             base=route.chain))
+        if not ran_before:
+            return None, route
         existing, pinned = self.ports.results.begin(envelope.job_id, route.to_text())
         try:
             return existing, Route.from_text(pinned)
@@ -155,7 +166,7 @@ class Runner:
         if isinstance(found, CachedAnswer):
             record = trace.cached(found, self.ports.wall(), _conversation(request))
             self.ports.results.save(record, trace.metrics, _new_turns(request, found.text),
-                                    _state(request, found.text.encode()))
+                                    _state(request, found.text.encode()), notify=envelope.notify)
             if trace.progress is not None:
                 trace.progress.ended(record)
             return record
@@ -185,7 +196,7 @@ class Runner:
             record = record.model_copy(update={
                 "model_used": model, "prompt_tokens": gen.prompt_tokens, "output_tokens": gen.output_tokens,
                 "cost_usd": self._spec(model).cost_usd(gen.prompt_tokens, gen.output_tokens, gen.images)})
-        self.ports.results.save(record, trace.metrics)
+        self.ports.results.save(record, trace.metrics, notify=envelope.notify)
         if trace.progress is not None:
             trace.progress.ended(record)
         return JobFailed(record)
@@ -208,7 +219,7 @@ class Runner:
         cost = self._spec(model).cost_usd(gen.prompt_tokens, gen.output_tokens, gen.images)
         ref = StorageRef(bucket=meta["bucket"], key=meta["key"])
         record = trace.success(model, gen, cost, ref, self.ports.wall(), None)
-        self.ports.results.save(record, trace.metrics)
+        self.ports.results.save(record, trace.metrics, notify=envelope.notify)
         return record
 
     def _spec(self, model: str) -> ModelSpec:
@@ -328,10 +339,11 @@ class Runner:
         model = spec.id
         self.estimator.observe(model, gen.output_tokens)
         try:
-            used = self.ports.limiter.settle(model, decision.start_at_ms, tokens, gen.prompt_tokens, hold=decision.hold,
-                                             actual_micro=cost_micro(spec, gen.prompt_tokens, gen.output_tokens,
-                                                                     gen.images))
-            trace.budget_alerts(used or {})
+            if decision.hold is not None or gen.prompt_tokens != tokens:  # else nothing to correct: no round trip
+                used = self.ports.limiter.settle(model, decision.start_at_ms, tokens, gen.prompt_tokens,
+                                                 hold=decision.hold, actual_micro=cost_micro(
+                                                     spec, gen.prompt_tokens, gen.output_tokens, gen.images))
+                trace.budget_alerts(used or {})
             if decision.probe:
                 self.ports.availability.record_success(model)
         except e.ServiceUnavailable as exc:
@@ -388,7 +400,8 @@ class Runner:
         ref = self.ports.results.store_output(envelope.job_id, request.kind, model, gen)
         cost = spec.cost_usd(gen.prompt_tokens, gen.output_tokens, gen.images)
         record = trace.success(model, gen, cost, ref, self.ports.wall(), _conversation(request))
-        self.ports.results.save(record, trace.metrics, _new_turns(request, gen.text), _state(request, gen.body))
+        self.ports.results.save(record, trace.metrics, _new_turns(request, gen.text), _state(request, gen.body),
+                                notify=envelope.notify)
         if trace.progress is not None:
             trace.progress.ended(record)
         return record

@@ -20,6 +20,7 @@ from genpool.shared.storage import S3Store
 from genpool.worker.cache import ResponseCache
 from genpool.worker.control import ControlWatch
 from genpool.worker.gemini import GeminiGateway
+from genpool.worker.metricsflush import MetricsFlusher
 from genpool.worker.ports import Ports
 from genpool.worker.progress import RedisEvents
 from genpool.worker.results import ResultStore
@@ -44,6 +45,7 @@ class Runtime:
     routes: RoutingStore
     control: ControlWatch  # keeps the runner's routing and the limiter's budgets current
     gateway: GeminiGateway
+    metrics: MetricsFlusher | None  # None: each job's metrics are written with its record
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -51,10 +53,12 @@ class Runtime:
         conn = redis_client(settings, pool_size=settings.concurrency * 2 + 16)
         store = S3Store.from_settings(settings)
         spool = Spool(settings.spool_dir)
-        results = ResultStore(conn, store, spool, settings.s3_prefix, settings.result_ttl_s)
+        metrics = MetricsFlusher(conn, settings.metrics_flush_s) if settings.metrics_flush_s > 0 else None
+        results = ResultStore(conn, store, spool, settings.s3_prefix, settings.result_ttl_s, metrics=metrics)
         budgets = BudgetView()
         limiter = RedisLimiter(conn, {m: s.limits for m, s in catalog.models.items()}, budgets=budgets)
-        gateway = GeminiGateway(settings, max_connections=max(256, settings.concurrency * 2))
+        gateway = GeminiGateway(settings, max_connections=max(256, settings.concurrency * 2),
+                                plain_timeouts_s=[spec.timeout_s for spec in catalog.models.values()])
         availability = Availability(conn, BreakerPolicy.from_settings(settings))
         ports = Ports(gateway=gateway, limiter=limiter, availability=availability, results=results,
                       clock=time.monotonic, wall=time.time, sleep=time.sleep, events=RedisEvents(conn))
@@ -64,7 +68,7 @@ class Runtime:
         runner = Runner(ports, catalog, config, routing, cache)
         routes = RoutingStore(conn, catalog)
         return cls(settings, catalog, conn, store, spool, results, runner, limiter, routes,
-                   ControlWatch(conn, routes, routing, budgets), gateway)
+                   ControlWatch(conn, routes, routing, budgets), gateway, metrics)
 
 
 _runtime: Runtime | None = None

@@ -18,18 +18,23 @@ log = logging.getLogger("genpool.tasks")
 
 
 def generate(envelope: Any) -> dict[str, str]:
-    """Run one genpool job. The result record lives under genpool:result:<id>; RQ keeps only this
-    pointer as the job's return value, not a second copy of the record (CPU per job, Redis memory)."""
+    """Run one genpool job. The result record lives under genpool:result:<id>; this pointer to it is the
+    job's return value, which RQ does not store for a genpool job (GenpoolJob.rq_result)."""
     runtime = get_runtime()
     parsed = _parse(envelope)
-    record = runtime.runner.run(parsed, rerun=_is_rerun())
+    rerun, ran_before = _history()
+    record = runtime.runner.run(parsed, rerun=rerun, ran_before=ran_before)
     return {"status": record.status, "result_key": keys.result(record.id)}
 
 
-def _is_rerun() -> bool:
-    """RQ requeued this job (its worker died mid-job): retries_left went down."""
+def _history() -> tuple[bool, bool]:
+    """(RQ requeued this job after its worker died: retries_left went down; it started before, for any
+    reason: a death, a deferral, a requeue). Outside an RQ job: a first run."""
     job = get_current_job()
-    return job is not None and contract.is_rerun(job.retries_left)
+    if job is None:
+        return False, False
+    rerun = contract.is_rerun(job.retries_left)
+    return rerun, rerun or bool(getattr(job, "ran_before", True))
 
 
 def _parse(envelope: Any) -> Envelope:

@@ -63,7 +63,7 @@ def submit_file(pool: GenPool, path: Path, *, priority: str, wait: bool, as_json
     good, bad = read_lines(path, pool)
     for number, problem in bad:
         print(f"{path}:{number}: skipped: {problem}", file=sys.stderr)
-    handles = _submit(pool, [d for _, d in good], priority)
+    handles = _submit(pool, [d for _, d in good], priority, notify=wait)
     print(f"submitted {len(handles)} jobs ({len(bad)} lines skipped)", file=sys.stderr)
     if not wait:
         for (number, _), handle in zip(good, handles, strict=True):
@@ -73,41 +73,34 @@ def submit_file(pool: GenPool, path: Path, *, priority: str, wait: bool, as_json
     return _print_results(good, handles, results, as_json) or (1 if bad else 0)
 
 
-def _submit(pool: GenPool, lines: list[dict[str, Any]], priority: str) -> list[JobHandle]:
+def _submit(pool: GenPool, lines: list[dict[str, Any]], priority: str, notify: bool) -> list[JobHandle]:
     """Batches of BATCH requests; a message on a kept conversation goes alone, after the one before it on
-    that conversation has its answer (submit waits for the turn)."""
+    that conversation has its answer (submit waits for the turn). ``notify``: the workers announce each
+    record (the wait then blocks on one read instead of polling every record)."""
     handles: list[JobHandle | None] = [None] * len(lines)
     plain = [i for i, d in enumerate(lines) if not d.get("conversation_id")]
     for start in range(0, len(plain), BATCH):
         chunk = plain[start:start + BATCH]
         got = pool.submit_many([_request(lines[i]) for i in chunk], priority=priority,
-                               idempotency_keys=[lines[i].get("idempotency_key") for i in chunk])
+                               idempotency_keys=[lines[i].get("idempotency_key") for i in chunk], notify=notify)
         for i, handle in zip(chunk, got, strict=True):
             handles[i] = handle
     for i, data in enumerate(lines):
         if handles[i] is None:
-            handles[i] = pool.submit(_request(data), priority=priority, idempotency_key=data.get("idempotency_key"))
+            handles[i] = pool.submit(_request(data), priority=priority, idempotency_key=data.get("idempotency_key"),
+                                     notify=notify)
     return [h for h in handles if h is not None]
 
 
 def _wait_with_progress(pool: GenPool, handles: list[JobHandle], timeout_s: float) -> list[ResultRecord | None]:
-    import time
-
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    results: list[ResultRecord | None] = [None] * len(handles)
-    deadline = time.monotonic() + timeout_s
     console = Console(stderr=True)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=not console.is_terminal) as progress:
         task = progress.add_task("jobs", total=len(handles))
-        while True:
-            done = pool.poll_results(handles, results)
-            progress.update(task, completed=done)
-            if done == len(handles) or time.monotonic() >= deadline:
-                return results
-            time.sleep(0.25)
+        return pool.wait_all(handles, timeout_s, on_progress=lambda done: progress.update(task, completed=done))
 
 
 def _print_results(good: list[tuple[int, dict[str, Any]]], handles: list[JobHandle],

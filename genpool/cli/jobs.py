@@ -141,7 +141,7 @@ def show_answer(settings: Any, record: ResultRecord, out: str | None) -> None:
 
 def cmd_submit(pool: Any, args: argparse.Namespace) -> int:
     request = request_from_args(args)
-    handle = pool.submit(request, priority=args.priority, idempotency_key=args.idempotency_key)
+    handle = pool.submit(request, priority=args.priority, idempotency_key=args.idempotency_key, notify=args.wait)
     if not args.wait:
         print(json.dumps({"id": handle.id, "existing": handle.existing}) if args.json else handle.id)
         return EXIT_OK

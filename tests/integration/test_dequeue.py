@@ -31,9 +31,9 @@ def test_pop_takes_priorities_in_order_and_parks_the_id_in_the_intermediate_list
     _push(low, "job-low")
     _push(high, "job-high")
     dequeue = SafeDequeue(real_redis)
-    assert dequeue.pop([high, default, low], None) == (high.key, "job-high")
-    assert dequeue.pop([high, default, low], None) == (low.key, "job-low")
-    assert dequeue.pop([high, default, low], None) is None
+    assert [p[:2] for p in dequeue.pop([high, default, low], None)] == [(high.key, "job-high")]
+    assert [p[:2] for p in dequeue.pop([high, default, low], None)] == [(low.key, "job-low")]
+    assert dequeue.pop([high, default, low], None) == []
     # Popped but not started: still in a list a live worker scans, so a killed worker cannot lose them.
     assert high.intermediate_queue.get_job_ids() == ["job-high"]
     assert low.intermediate_queue.get_job_ids() == ["job-low"]
@@ -41,9 +41,40 @@ def test_pop_takes_priorities_in_order_and_parks_the_id_in_the_intermediate_list
 
 def test_pop_waits_for_a_job_on_any_queue(real_redis) -> None:
     high, default, low = _queues(real_redis)
-    assert SafeDequeue(real_redis).pop([high, default, low], 0.3) is None
+    assert SafeDequeue(real_redis).pop([high, default, low], 0.3) == []
     _push(default, "job-default")
-    assert SafeDequeue(real_redis).pop([high, default, low], 0.3) == (default.key, "job-default")
+    assert [p[:2] for p in SafeDequeue(real_redis).pop([high, default, low], 0.3)] == [(default.key, "job-default")]
+
+
+def test_pop_takes_several_jobs_in_priority_order_in_one_script_call(real_redis) -> None:
+    """For a worker's free slots (#17): one round trip for all of them; given back in order at a stop."""
+    high, default, low = _queues(real_redis)
+    for name in ("d1", "d2", "d3"):
+        _push(default, name)
+    _push(low, "l1")
+    _push(high, "h1")
+    dequeue = SafeDequeue(real_redis)
+    taken = dequeue.pop([high, default, low], None, count=4)
+    assert [(p.queue_key, p.job_id) for p in taken] == [(high.key, "h1"), (default.key, "d1"), (default.key, "d2"),
+                                                       (default.key, "d3")]
+    assert default.intermediate_queue.get_job_ids() == ["d1", "d2", "d3"]
+    dequeue.give_back(taken[2:])  # a stopping worker's jobs it had not started
+    assert real_redis.lrange(default.key, 0, -1) == [b"d2", b"d3"]
+    assert default.intermediate_queue.get_job_ids() == ["d1"]
+    assert [p.job_id for p in dequeue.pop([high, default, low], None, count=10)] == ["d2", "d3", "l1"]
+
+
+def test_pop_reads_the_jobs_hash_in_the_same_round_trip(real_redis) -> None:
+    """RQ fetches the job (HGETALL) after its pop: here the dequeue script returns it (#17)."""
+    high, default, low = _queues(real_redis)
+    job = default.enqueue("genpool.worker.tasks.generate", {"v": 1})
+    _push(default, "gone")  # an id whose job hash no longer exists
+    dequeue = SafeDequeue(real_redis)
+    (popped,) = dequeue.pop([high, default, low], None)
+    assert popped.fields is not None
+    assert (popped.queue_key, popped.job_id) == (default.key, job.id)
+    assert popped.fields == real_redis.hgetall(job.key)
+    assert dequeue.pop([high, default, low], None) == [(default.key, "gone", {})]
 
 
 def test_a_worker_killed_after_the_pop_leaves_its_job_recoverable(real_redis) -> None:
@@ -70,3 +101,16 @@ def test_a_killed_scheduler_holder_frees_the_lock_within_seconds(real_redis) -> 
         time.sleep(0.5)
         survivor._scheduler.tick()
     assert survivor._scheduler.acquired_locks == {q.name for q in queues}
+
+
+def test_a_worker_takes_jobs_for_its_free_slots_and_gives_back_the_unstarted_at_its_stop(real_redis) -> None:
+    queues = _queues(real_redis)
+    jobs = [queues[1].enqueue("genpool.worker.tasks.generate", {"v": i}) for i in range(6)]
+    worker = PoolWorker(queues, connection=real_redis, concurrency=4, heartbeat_s=1)
+    first, _ = worker.dequeue_job_and_maintain_ttl(timeout=1)  # takes 4: this slot and 3 free ones
+    assert first.id == jobs[0].id
+    assert queues[1].intermediate_queue.get_job_ids() == [j.id for j in jobs[:4]]
+    assert worker.dequeue_job_and_maintain_ttl(timeout=1)[0].id == jobs[1].id  # no round trip: already taken
+    worker.teardown()  # stopped before starting jobs 2 and 3: back at the front of their queue, in order
+    assert queues[1].get_job_ids() == [j.id for j in jobs[2:]]
+    assert queues[1].intermediate_queue.get_job_ids() == [j.id for j in jobs[:2]]  # taken: recovered if it died

@@ -128,10 +128,17 @@ class FakeResults:
     stored: list[tuple[str, str, str]] = field(default_factory=list)
     saved: list[tuple[ResultRecord, list[Turn] | None]] = field(default_factory=list)
     states: list[bytes | None] = field(default_factory=list)
+    notified: list[str | None] = field(default_factory=list)
     pins: dict[str, str] = field(default_factory=dict)
 
+    began: list[str] = field(default_factory=list)
+
     def begin(self, job_id: str, route: str) -> tuple[ResultRecord | None, str]:
+        self.began.append(job_id)
         return self.records.get(job_id), self.pins.setdefault(job_id, route)
+
+    def pin(self, job_id: str, route: str) -> None:
+        self.pins.setdefault(job_id, route)
 
     def history(self, conversation_id: str) -> list[Turn]:
         return list(self.histories.get(conversation_id, []))
@@ -147,10 +154,11 @@ class FakeResults:
         return self.outputs.get(job_id)
 
     def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None,
-             state: bytes | None = None) -> None:
+             state: bytes | None = None, notify: str | None = None) -> None:
         self.records[record.id] = record
         self.saved.append((record, new_turns))
         self.states.append(state)
+        self.notified.append(notify)
 
 
 class FakeTime:
@@ -196,8 +204,8 @@ class World:
                       results=self.results, clock=self.time.clock, wall=self.time.wall, sleep=self.time.sleep)
         return Runner(ports, self.catalog, self.config)
 
-    def run(self, envelope: Envelope | None = None, rerun: bool = False) -> ResultRecord:
-        return self.runner().run(envelope or envelope_for(), rerun=rerun)
+    def run(self, envelope: Envelope | None = None, rerun: bool = False, ran_before: bool = True) -> ResultRecord:
+        return self.runner().run(envelope or envelope_for(), rerun=rerun, ran_before=ran_before)
 
 
 def envelope_for(request: dict[str, Any] | None = None, deadline_s: float = 300.0) -> Envelope:
@@ -229,14 +237,36 @@ def test_success_on_the_primary_model() -> None:
     assert w.time.sleeps == []
 
 
+def test_the_record_is_announced_to_the_producer_the_envelope_names() -> None:
+    """A job submitted with notify: its record's save tells the waiting producer (shared/notify.py), on
+    success and on failure; a job without it tells no one."""
+    waiter = new_job_id()
+    w = World(gateway=FakeGateway({"m1": [gen()], "m2": [gen()], "m3": [gen()]}))
+    w.run(envelope_for().model_copy(update={"notify": waiter}))
+    w.run(envelope_for())
+    failing = World(gateway=FakeGateway({"m1": [e.AuthError("bad key")]}))
+    with pytest.raises(JobFailed):
+        failing.run(envelope_for().model_copy(update={"notify": waiter}))
+    assert w.results.notified == [waiter, None]
+    assert failing.results.notified == [waiter]
+
+
 def test_settle_gets_the_estimate_and_the_actual_prompt_tokens() -> None:
-    w = World(gateway=FakeGateway({"m1": [gen(prompt_tokens=7)]}))
+    w = World(gateway=FakeGateway({"m1": [gen(prompt_tokens=9)]}))
     env = envelope_for()
     w.run(env)
     estimate = math.ceil(len(env.request.prompt) / 4)
     assert estimate_tokens(env.request) == estimate
-    assert w.limiter.settled == [("m1", estimate, 7)]
+    assert w.limiter.settled == [("m1", estimate, 9)]
     assert w.limiter.acquired[0][:3] == ("m1", estimate, 0)
+
+
+def test_an_answer_that_used_what_was_reserved_is_not_settled() -> None:
+    """Nothing to correct (no budget hold, the estimate was right): no settle round trip."""
+    env = envelope_for()
+    w = World(gateway=FakeGateway({"m1": [gen(prompt_tokens=estimate_tokens(env.request))]}))
+    assert w.run(env).status == "finished"
+    assert w.limiter.settled == []
 
 
 def test_server_errors_then_success_on_the_same_model() -> None:

@@ -37,8 +37,8 @@ class MeteredResults(FakeResults):
     metrics: list[MetricsBatch] = field(default_factory=list)
 
     def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None,
-             state: bytes | None = None) -> None:
-        super().save(record, metrics, new_turns, state)
+             state: bytes | None = None, notify: str | None = None) -> None:
+        super().save(record, metrics, new_turns, state, notify)
         self.metrics.append(metrics)
 
     def counter(self, name: str, **labels: str) -> float:
@@ -110,11 +110,31 @@ def test_a_rerun_keeps_the_route_its_first_run_pinned() -> None:
     assert w.gateway.models_called() == ["m2"]
 
 
-def test_a_new_job_pins_the_route_it_resolved() -> None:
+def test_a_first_run_reads_no_record_and_pins_no_route() -> None:
+    """A job that never started before cannot have a record or a pin: no Redis read before its call."""
     w = ControlWorld(routing=LiveRouting(table(4, text=KindRoute(("m3", "m1")))))
     env = envelope_for()
-    w.run(env)
+    record = w.run(env, ran_before=False)
+    assert record.model_used == "m3" and record.routing_version == 4
+    assert w.results.began == [] and env.job_id not in w.results.pins
+
+
+def test_a_deferred_first_run_pins_the_route_it_resolved() -> None:
+    w = ControlWorld(routing=LiveRouting(table(4, text=KindRoute(("m3", "m1")))),
+                     limiter=FakeLimiter({m: [Decision(status="wait", wait_ms=9000, reason="rpm")]
+                                          for m in ("m3", "m1")}))
+    env = envelope_for()
+    with pytest.raises(e.Deferred):
+        w.run(env, ran_before=False)
     assert w.results.pins[env.job_id] == "4|control|m3,m1"
+
+
+def test_a_run_that_started_before_finds_its_record_without_a_call() -> None:
+    w = ControlWorld()
+    env = envelope_for()
+    first = w.run(env, ran_before=False)
+    again = w.run(env, ran_before=True)
+    assert again == first and len(w.gateway.calls) == 1 and w.results.began == [env.job_id]
 
 
 def test_a_job_naming_its_model_runs_it_first_outside_the_experiment() -> None:

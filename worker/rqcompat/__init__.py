@@ -4,8 +4,9 @@ Written for and checked against RQ 3.0.x (``SUPPORTED``; pyproject pins the same
 worker overrides private parts of ``BaseWorker`` (the dequeue loop, ``prepare_job_execution``,
 ``clean_registries``, ``_finalize_failure``, ``_stop_requested``, ``_ordered_queues``), calls
 ``Queue._fetch_dequeued_job``, drives ``RQScheduler`` from the worker's own thread (``_queue_names``, the
-lock's TTL), writes RQ's key layout from a Lua dequeue, and the job class replaces ``Job.func`` and the
-callbacks. RQ's own test suite runs against this worker in CI (tests/rqsuite): a new RQ release must pass
+lock's TTL), writes RQ's key layout from a Lua dequeue, the job class replaces ``Job.func`` and the
+callbacks, and ``lean.py`` trims RQ's per-job bookkeeping (heartbeats and the suspension check by time,
+worker statistics batched, a job's start in one MULTI; #17). RQ's own test suite runs against this worker in CI (tests/rqsuite): a new RQ release must pass
 it before the range widens.
 
 Nothing else in genpool imports RQ's private names; the rest of the worker subclasses what is here.

@@ -4,13 +4,35 @@ which never imports a callback (RQ's ``Job.func`` and callback properties replac
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
-from rq.job import Job
+from redis.client import Pipeline
+from redis.typing import EncodableT, FieldT
+from rq.job import Job, JobStatus
+from rq.utils import utcformat
 
 
 class GuardedJob(Job):
     """Subclasses say which function a job runs (``resolve``); RQ's import-by-name never happens."""
+
+    #: This job started before (a worker died under it, it was deferred or retried): RQ's ``started_at``
+    #: as fetched from Redis, before this run's start overwrote it. RQ sets it in the same MULTI that puts
+    #: the job in StartedJobRegistry and never clears it, so no run can start unseen by the next one.
+    ran_before: bool = True
+    #: RQ's result stream for a successful run (``Job.return_value``, rq-dashboard's result). A subclass whose
+    #: results live elsewhere says False: its successful end writes no stream (a stream, an XADD and an
+    #: EXPIRE a job; worker/rqcompat/lean.py).
+    rq_result: ClassVar[bool] = True
+
+    def end_fields(self) -> dict[FieldT, EncodableT]:
+        """What a successful run changes in the job's hash, for its end to write (RQ saves the whole hash
+        again, its payload recompressed): the run's code is chosen by genpool and changes nothing else."""
+        return {"status": JobStatus(self._status).value, "ended_at": utcformat(self.ended_at) if self.ended_at else "",
+                "last_heartbeat": utcformat(self.last_heartbeat) if self.last_heartbeat else ""}
+
+    def prepare_for_execution(self, worker_name: str, pipeline: Pipeline) -> None:
+        self.ran_before = self.started_at is not None
+        super().prepare_for_execution(worker_name, pipeline)
 
     def resolve(self) -> Callable[..., Any]:
         raise NotImplementedError

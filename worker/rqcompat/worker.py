@@ -10,6 +10,9 @@ Everything else keeps RQ's semantics; where RQ's code assumes one job at a time,
 - the in-flight heartbeat deletes a job hash it recreated (the job was deleted meanwhile), as RQ's own
   ``maintain_heartbeats`` does;
 - dead workers' dequeued-but-never-started jobs are requeued under RQ's per-queue maintenance lock;
+- one dequeue takes a job for every free slot (in priority order, RQ's default strategy; up to
+  ``PREFETCH_MAX`` more; one round trip, each job's hash read with it); they start as the main thread
+  loops, and a stopping worker gives back those it had not started (to the front of their queues);
 - a cold shutdown (second SIGTERM / SIGINT) records the worker's death at once instead of waiting for the
   jobs in flight (threads cannot be killed like a work horse; ``cold_shutdown`` tells the caller to exit).
 RQ's SIGALRM job timeout works only in the main thread, so jobs are not timed out here (``NoDeathPenalty``):
@@ -22,22 +25,24 @@ import contextlib
 import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from types import FrameType
 from typing import Any
 
 import redis
-from rq import Queue, SimpleWorker, worker_registration
+from rq import Queue, worker_registration
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.job_lifecycle import call_exception_handlers
 from rq.registry import clean_registries
 from rq.timeouts import BaseDeathPenalty
 from rq.utils import now
-from rq.worker.base import WorkerStatus
+from rq.worker.base import DequeueStrategy, WorkerStatus
 
-from genpool.worker.rqcompat.dequeue import SafeDequeue
+from genpool.worker.rqcompat.dequeue import Popped, SafeDequeue
+from genpool.worker.rqcompat.lean import LeanWorker
 from genpool.worker.rqcompat.scheduler import SchedulerDuty
 
 log = logging.getLogger("genpool.worker")
@@ -45,6 +50,10 @@ Dequeued = tuple[Job, Queue]
 
 
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+#: At most this many jobs more than the one asked for are taken in one dequeue, for slots already free
+#: (one round trip for all; they start as the main thread loops, before it waits again).
+PREFETCH_MAX = 16
 
 #: How often the scheduler duty runs: RQ stores a deferred job's due time in whole seconds, and a job
 #: the limiter deferred to the moment its model's window has room should not wait a heartbeat more.
@@ -60,7 +69,7 @@ class NoDeathPenalty(BaseDeathPenalty):
         return None
 
 
-class ThreadedWorker(SimpleWorker):
+class ThreadedWorker(LeanWorker):
     death_penalty_class = NoDeathPenalty
 
     def __init__(self, *args: Any, concurrency: int = 64, heartbeat_s: float = 5.0, **kwargs: Any) -> None:
@@ -76,7 +85,8 @@ class ThreadedWorker(SimpleWorker):
         self._job_done = threading.Event()
         self._last_tick = 0.0
         self._last_schedule = 0.0
-        self._safe_dequeue = SafeDequeue(self.connection)
+        self._safe_dequeue = SafeDequeue(self.connection, self.job_class.redis_job_namespace_prefix)
+        self._popped: deque[Popped] = deque()  # taken with the last dequeue for the free slots, not started yet
         self._scheduler = SchedulerDuty(self.queues, self.connection, self.serializer, f"{self.name}-scheduler",
                                         lock_ttl_s=self.get_heartbeat_ttl(None))
         self.on_tick: list[Any] = []
@@ -108,6 +118,8 @@ class ThreadedWorker(SimpleWorker):
             log.error("cannot reach Redis for registry maintenance (%s); next time", exc)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if timeout is None and pipeline is None and not self.beat_due():
+            return  # RQ's loop beats after every job; the tick beats every heartbeat_s
         if pipeline is not None:  # part of someone's pipeline: its executor handles the error
             super().heartbeat(timeout, pipeline)
             return
@@ -118,7 +130,7 @@ class ThreadedWorker(SimpleWorker):
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
-            execution = self.prepare_execution(job)
+            execution = self.start_execution(job)
         except _REDIS_DOWN as exc:
             # Nothing was written (one MULTI): the job id stays in its queue's intermediate list, where
             # _recover_intermediate finds it once Redis is back; this slot is free again meanwhile.
@@ -221,6 +233,9 @@ class ThreadedWorker(SimpleWorker):
     # --- the threaded part --------------------------------------------------------------------------
 
     def _finish_teardown(self) -> None:
+        with contextlib.suppress(redis.RedisError):  # else found in the intermediate lists by any worker
+            self._safe_dequeue.give_back(list(self._popped))
+            self._popped.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=not self.cold_shutdown, cancel_futures=True)
             self._executor = None
@@ -273,7 +288,7 @@ class ThreadedWorker(SimpleWorker):
             if result is not None:
                 self._dequeued(*result)
                 return result
-            if timeout is None:  # burst: done once the queues are empty and nothing is in flight
+            if timeout is None and not self._popped:  # burst: done once the queues are empty, nothing in flight
                 if not self._inflight:
                     return None
                 self._job_done.wait(min(self.heartbeat_s, 0.2))  # a finishing job may enqueue more
@@ -293,12 +308,35 @@ class ThreadedWorker(SimpleWorker):
         wait_s: float | None = None if timeout is None else min(self.dequeue_timeout, SCHEDULE_EVERY_S)
         if wait_s is not None and idle_left_s is not None:
             wait_s = max(0.05, min(wait_s, idle_left_s))
-        hit = self._safe_dequeue.pop(self._ordered_queues, wait_s)
-        if hit is None:
+        if not self._popped:
+            spare = max(0, min(PREFETCH_MAX, self.concurrency - len(self._inflight) - 1))  # free slots but this one
+            if self.max_jobs is not None or self._dequeue_strategy not in (None, DequeueStrategy.DEFAULT):
+                spare = 0  # work(max_jobs): none beyond them; round robin / random reorder after every job
+            self._popped.extend(self._safe_dequeue.pop(self._ordered_queues, wait_s, count=1 + spare))
+        if not self._popped:
             return None
-        return self.queue_class._fetch_dequeued_job(
-            self.connection, *hit, job_class=self.job_class, serializer=self.serializer,
-            death_penalty_class=self.death_penalty_class)
+        hit = self._popped.popleft()
+        if hit.fields is None or ":" in hit.job_id:  # not read with the pop (or not RQ's plain job key)
+            return self.queue_class._fetch_dequeued_job(
+                self.connection, hit.queue_key, hit.job_id, job_class=self.job_class, serializer=self.serializer,
+                death_penalty_class=self.death_penalty_class)
+        return self._restore(hit)
+
+    def _restore(self, hit: Popped) -> Dequeued | None:
+        """RQ's ``_fetch_dequeued_job`` from the hash the dequeue script read: None when the job hash is gone."""
+        queue = self.queue_class.from_queue_key(hit.queue_key, connection=self.connection, job_class=self.job_class,
+                                                serializer=self.serializer,
+                                                death_penalty_class=self.death_penalty_class)
+        if not hit.fields:
+            return None
+        job = self.job_class(hit.job_id, connection=self.connection, serializer=self.serializer)
+        try:
+            job.restore(hit.fields)
+        except Exception as exc:  # as RQ does: the caller's report names the job and its queue
+            exc.job_id = hit.job_id  # type: ignore[attr-defined]
+            exc.queue = queue  # type: ignore[attr-defined]
+            raise
+        return job, queue
 
     def _tick(self) -> None:
         """Heartbeats for the worker and every in-flight job and maintenance every heartbeat_s; the
@@ -312,6 +350,7 @@ class ThreadedWorker(SimpleWorker):
             if beat:
                 self._last_tick = at
                 self.heartbeat()
+                self.flush_stats()
                 self._beat_inflight()
                 if self.should_run_maintenance_tasks:
                     self.run_maintenance_tasks()
@@ -347,8 +386,9 @@ class ThreadedWorker(SimpleWorker):
         rule waits a minute). Called with the queue's maintenance lock held."""
         stuck_after_s = self.get_heartbeat_ttl(None)
         intermediate = queue.intermediate_queue
+        taken = {hit.job_id for hit in self._popped}  # this worker's, about to start
         for job_id in intermediate.get_job_ids():
-            if job_id in self._inflight or job_id in queue.started_job_registry:
+            if job_id in self._inflight or job_id in taken or job_id in queue.started_job_registry:
                 continue
             job = queue.fetch_job(job_id)
             if job is None or job.get_status(refresh=False) in (JobStatus.FINISHED, JobStatus.FAILED):
