@@ -124,8 +124,13 @@ def gap(f: dict[str, Any]) -> str:
     sec, alone = f["sections"]["sections_ms"], f["sections"]["alone_ms"]
     call, put = "Gemini call (google-genai, plain client)", "S3 put (tags, metadata, upload retry)"
     own = sum(sec[k] for k in ("limiter acquire (EVALSHA)", "result record (+ announce)", "envelope parse (pydantic)"))
+    in_place = f["sections"]["total_ms"]
     return (
-        "What stands above the parts (the sections table): the parts themselves cost more inside a job than "
+        f"What stands above the parts: the worker's {f['concurrency']} job threads cost {f['job_ms'] - in_place:.2f} ms "
+        f"a job more than the same jobs run in place on one thread ({in_place:.2f} ms, the sections table): a job "
+        "blocks ~7 times (the dequeue, its start, acquire, the Gemini call, the S3 put, its record, its end) and "
+        "takes the GIL back from 31 other threads each time (the no-op job: three times, its dequeue, start and "
+        "end). In the sections table, the parts themselves cost more inside a job than "
         f"alone in a loop (the Gemini call {sec[call]:.2f} ms in the job vs {alone[call]:.2f} ms alone, the S3 put "
         f"{sec[put]:.2f} vs {alone[put]:.2f} ms with the same client): between two calls a job runs RQ's, boto3's "
         "and redis-py's code, so caches and branch predictors start cold, and the raw parts are measured in a "
