@@ -174,9 +174,10 @@ def markdown(figures: dict[str, Any]) -> str:
         "",
         f"Target <= {TARGET:.2f}x: **{'met' if met else 'not met'}** ({f['ratio']:.2f}x). "
         f"With the raw parts run on {f['concurrency']} threads too (as the worker runs them): parts "
-        f"{f['parts_threads_ms']:.2f} ms, ratio {f['ratio_threads']:.2f}x. With the raw call sending what genpool "
-        f"sends for a default text job (its safety settings and a per-call timeout: the SDK then converts a "
-        f"config, {f['genai_same_seq_ms']:.2f} ms): parts {f['parts_same_ms']:.2f} ms, ratio {f['ratio_same']:.2f}x.",
+        f"{f['parts_threads_ms']:.2f} ms, ratio {f['ratio_threads']:.2f}x. With the raw call sending a config as "
+        f"genpool does for a job with options (safety settings and a per-call timeout: the SDK converts it, "
+        f"{f['genai_same_seq_ms']:.2f} ms; a default job sends none, worker/gemini.py's plain client): parts "
+        f"{f['parts_same_ms']:.2f} ms, ratio {f['ratio_same']:.2f}x.",
         f"Rounds (no-op ms / job ms / ratio): {_rounds(f)}. Figures are medians over rounds; ratios are "
         "the median of each round's own ratio (its parts measured right after its jobs).",
         "",
