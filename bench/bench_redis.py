@@ -10,7 +10,7 @@ producer's submit and its wait for the results, the worker's RQ lifecycle and ge
 - idle: the worker running with nothing to do, for ``IDLE_S``; its rate (commands and CPU per second:
   heartbeats, the dequeue's polling, the scheduler duty) is subtracted from the phases below;
 - the bare RQ no-op job on the same worker class (``bench.noop_worker``): RQ's own share;
-- genpool text jobs: submitted with ``submit_many``, waited for with ``wait_all``.
+- genpool text jobs: submitted with ``submit_many(notify=True)``, waited for with ``wait_all``.
 
 The one-core ceiling is 1 s / (Redis CPU per job): the most jobs a second one Redis core can serve.
 """
@@ -125,7 +125,7 @@ def _verdict(ok: bool) -> str:
 def markdown(figures: dict[str, Any]) -> str:
     g, n = figures["genpool"], figures["noop"]
     lines = [
-        f"{figures['jobs']} text jobs (submit_many + wait_all) and {figures['jobs']} bare RQ no-op jobs on one worker "
+        f"{figures['jobs']} text jobs (submit_many with notify + wait_all) and {figures['jobs']} bare RQ no-op jobs on one worker "
         f"process ({figures['concurrency']} threads), a private redis-server, a simulator answering at once. Redis's "
         f"own counters (INFO commandstats, used_cpu) around each phase; the idle worker's rate "
         f"({figures['idle_per_s']['commands']} commands/s, {figures['idle_per_s']['cpu_ms']} ms CPU/s) subtracted.",
