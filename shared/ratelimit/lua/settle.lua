@@ -4,7 +4,8 @@
 -- then counts longer: safe). A start older than the oldest live slot no longer counts for any start to
 -- come (acquire dropped it for good), so its correction changes nothing. Day-counter requests are
 -- given back if the day has not turned.
--- Runs once per answered call: no limits needed (the header knows its slot size), so it is a GET and a
+-- Runs for an answered call whose use differs from its reservation (or that held money; the runner skips
+-- the call otherwise): no limits needed (the header knows its slot size), so it is a GET and a
 -- SET of the header, plus one slot field when the start is not in the newest slot; the clock only when
 -- the day counter or a budget (_budget.lua) is touched.
 -- KEYS: window, slots, then the budget records the grant held money in, if any.
