@@ -44,18 +44,19 @@ class GeminiGateway:
     """
 
     def __init__(self, settings: Settings, max_connections: int = 256,
-                 plain_timeouts_s: Iterable[float] = ()) -> None:
+                 plain_timeouts_s: Iterable[float] = (), transport: Any = None) -> None:
         import httpx2
         from google import genai
         from google.genai import types
 
         self._types = types
         limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        client_args: dict[str, Any] = {"limits": limits} if transport is None else {"transport": transport}
 
         def client(timeout_s: float, extra_body: dict[str, Any] | None = None) -> Any:
             options = types.HttpOptions(
                 base_url=settings.gemini_base_url, timeout=_ms(timeout_s), extra_body=extra_body,
-                client_args={"limits": limits}, async_client_args={"limits": limits},
+                client_args=client_args, async_client_args={"limits": limits},
             )
             # retry_options stays unset: the SDK's own retry is off, genpool's tenacity layer is the only one.
             return genai.Client(api_key=settings.require_api_key(), http_options=options)

@@ -24,6 +24,7 @@ from genpool.shared.settings import Settings, redacted_url
 from genpool.worker import logs, memory, stalls
 from genpool.worker.pool import PoolWorker, queues_for
 from genpool.worker.runtime import Runtime, redis_client, set_runtime
+from genpool.worker.warmup import warm_up
 
 log = logging.getLogger("genpool.worker")
 KEY_CHECK_TIMEOUT_S = 10.0
@@ -93,6 +94,7 @@ def prepare(settings: Settings) -> Runtime:
     check_redis(runtime.redis, redacted_url(settings.redis_url))
     check_bucket(runtime)
     check_key(runtime)
+    warm_up(settings)  # the first job's call leaves when its grant says, not ~0.1-0.5 s later
     sync_limits(runtime.limiter, runtime.catalog)
     sync_routing(runtime.routes)
     runtime.control.poll()  # the routing and budgets in force before the first job
