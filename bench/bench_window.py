@@ -36,6 +36,7 @@ import redis
 from bench.bench_quota import stop_procs, wait_until
 from genpool.devstack import services
 from genpool.devstack.stack import SIM_KEY, SimAdmin, WorkerGroup, create_bucket, stack_env
+from genpool.shared.ratelimit.limits import DEFAULT_GUARD_MS
 
 TITLE = "The limiter against the quota's own window: idle batch, backlog, start-to-arrival delay (#12)"
 NAME = "bench_window"
@@ -321,7 +322,7 @@ def markdown(figures: dict[str, Any]) -> str:
     lines = [
         f"One model per pool, {cfg.rpm} requests per {cfg.window_s:g} s sliding window in the simulator "
         f"(latency {cfg.latency_ms} ± {cfg.jitter_ms} ms); genpool with the catalog's defaults (safety 1.0, "
-        f"`guard_ms` 500); the naive pool (`bench/naive.py`: tenacity, no shared limiter) on its own model at the "
+        f"`guard_ms` {DEFAULT_GUARD_MS}); the naive pool (`bench/naive.py`: tenacity, no shared limiter) on its own model at the "
         "same time. Times from the submit, read off the simulator's request log.",
         "",
         f"**Idle batch**: {cfg.batch} jobs ({cfg.batch_x}x the quota) into an idle window; genpool "

@@ -21,6 +21,9 @@ from genpool.worker.progress import Progress
 from genpool.worker.stalls import InFlight
 from genpool.worker.trace import Trace
 
+#: The limiter's reasons for a wait that ends when the model's window has room (not a cooldown, a day or a
+#: budget): a job deferred on one comes back ``defer_lead_s`` early.
+WINDOW_ROOM = frozenset(("rpm", "tpm", "ipm", "queued"))
 OUTAGE_DEFER_S = 2.0  # Redis (limiter, breaker state) unreachable: back on the queue (policy: "defer")
 log = logging.getLogger("genpool.runner")
 
@@ -70,6 +73,12 @@ class RunnerConfig:
     # their quota sits idle (bench_quota). Then, if none can: the soonest one, up to max_limiter_wait_s;
     # beyond that the job is deferred.
     spill_wait_s: float = 1.0
+    # A deferred job is put back this much before its model's window has room, so that it is on a slot and
+    # has booked its start (reservation ahead) when the room opens. On time, it comes back late: RQ's
+    # scheduler moves due jobs every 0.5 s, in one pipeline for all (~1 s for 600 jobs on the loaded dev
+    # box), and a backlog's second window then starts that late and loses it (bench_quota). Below
+    # max_limiter_wait_s, so that it waits on its slot rather than being deferred again.
+    defer_lead_s: float = 2.0
     spillover: bool = True  # when the head model has no capacity soon, use the next model in the chain
     backoff: policy.Backoff = policy.Backoff()
     budget_policy: Callable[[str], str] = lambda kind: "defer"  # per kind: a spent budget defers or fails
@@ -264,7 +273,9 @@ class Runner:
     def _no_model_soon(self, request: Request, trace: Trace, waits: Mapping[str, NoCapacity]) -> e.GenpoolError:
         """Back on the queue until the soonest model has room; when every one waits for a spent budget, the
         job's budget policy decides: defer (until the budget day turns or a budget is raised) or fail."""
-        delay_s = min(w.wait_s for w in waits.values())
+        soonest = min(waits.values(), key=lambda w: w.wait_s)
+        lead_s = self.config.defer_lead_s if soonest.reason in WINDOW_ROOM else 0.0
+        delay_s = max(0.0, soonest.wait_s - lead_s)
         why = f"no model can take the job soon: {trace.summary_of_failures()}"
         if not all(w.reason == EXHAUSTED for w in waits.values()):
             return e.Deferred(why, delay_s=delay_s)

@@ -18,6 +18,8 @@ from genpool.worker.policy import Backoff
 from genpool.worker.ports import Ports
 from genpool.worker.runner import JobFailed, Runner, RunnerConfig, estimate_tokens
 
+LEAD_S = RunnerConfig().defer_lead_s
+
 # --- fakes --------------------------------------------------------------------------------------------
 
 
@@ -366,7 +368,7 @@ def test_no_capacity_anywhere_defers_with_the_smallest_wait() -> None:
                                    for m, ms in waits.items()}))
     with pytest.raises(e.Deferred) as info:
         w.run()
-    assert info.value.delay_s == pytest.approx(3.0)
+    assert info.value.delay_s == pytest.approx(3.0 - LEAD_S)  # back before the room opens
     assert w.gateway.calls == []
     assert w.results.saved == []
 
@@ -383,7 +385,7 @@ def test_no_capacity_without_spillover_defers() -> None:
               config=RunnerConfig(spillover=False, backoff=Backoff(0.5, 8.0, 0.0)))
     with pytest.raises(e.Deferred) as info:
         w.run()
-    assert info.value.delay_s == pytest.approx(8.0)
+    assert info.value.delay_s == pytest.approx(8.0 - LEAD_S)
     assert [a[0] for a in w.limiter.acquired] == ["m1"]
 
 
@@ -424,7 +426,7 @@ def test_a_second_pass_never_waits_beyond_the_max_wait() -> None:
     with pytest.raises(e.Deferred) as info:
         w.run()
     assert [a[0] for a in w.limiter.acquired] == ["m1", "m2", "m3"]  # 6 s > max_limiter_wait_s: no second ask
-    assert info.value.delay_s == pytest.approx(6.0)
+    assert info.value.delay_s == pytest.approx(6.0 - LEAD_S)
 
 
 def test_call_timeout_is_capped_by_the_deadline() -> None:
@@ -671,7 +673,7 @@ def test_a_429_then_no_capacity_anywhere_defers_the_job() -> None:
               limiter=FakeLimiter({"m2": wait, "m3": list(wait)}))
     with pytest.raises(e.Deferred) as info:
         w.run()
-    assert info.value.delay_s == pytest.approx(8.0)
+    assert info.value.delay_s == pytest.approx(8.0 - LEAD_S)
     assert w.gateway.models_called() == ["m1"]
 
 
@@ -680,3 +682,17 @@ def test_allow_fallback_false_uses_only_the_override() -> None:
     with pytest.raises(JobFailed):
         w.run(envelope_for({"kind": "text", "prompt": "hi", "model": "m2", "allow_fallback": False}))
     assert w.gateway.models_called() == ["m2"]
+
+
+@pytest.mark.parametrize(("reason", "early_s"), [("rpm", LEAD_S), ("tpm", LEAD_S), ("queued", LEAD_S),
+                                                 ("cooldown", 0.0), ("day", 0.0)])
+def test_a_job_deferred_for_a_window_room_comes_back_before_it_opens(reason: str, early_s: float) -> None:
+    """On time is late: RQ's scheduler moves due jobs every 0.5 s, all in one pipeline, and a backlog's
+    second window started ~0.6 s after its room opened (bench_quota). A cooldown (RetryInfo) or the
+    day's quota is not a room the job should queue for early."""
+    w = World(limiter=FakeLimiter({m: [Decision(status="wait", wait_ms=30_000, reason=reason)]
+                                   for m in ("m1", "m2", "m3")}))
+    with pytest.raises(e.Deferred) as info:
+        w.run()
+    assert info.value.delay_s == pytest.approx(30.0 - early_s)
+    assert 0 < LEAD_S < RunnerConfig().max_limiter_wait_s  # back on a slot, it waits there for its booked start
