@@ -420,14 +420,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--guard-ms", type=int, default=None, help="the limiter's arrival guard (default: the catalog's)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    from bench.run_all import RESULTS
+    from bench.run_all import run_alone
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    figures = bench(RESULTS, Config(window_s=args.window_s, rpm=args.rpm, guard_ms=args.guard_ms))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2, default=str))
-    print(markdown(figures))
-    return 0
+    return run_alone(bench, markdown, Config(window_s=args.window_s, rpm=args.rpm, guard_ms=args.guard_ms), args.json)
 
 
 if __name__ == "__main__":

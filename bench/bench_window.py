@@ -380,14 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rpm", type=int, default=Config.rpm)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    from bench.run_all import RESULTS
+    from bench.run_all import run_alone
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    figures = bench(RESULTS, Config(window_s=args.window_s, rpm=args.rpm))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2, default=str))
-    print(markdown(figures))
-    return 0
+    return run_alone(bench, markdown, Config(window_s=args.window_s, rpm=args.rpm), args.json)
 
 
 if __name__ == "__main__":

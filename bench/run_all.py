@@ -27,6 +27,7 @@ import platform
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,18 @@ def machine() -> str:
         pass
     return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
             f"{mem_kib / 2**20:.0f} GiB RAM, Python {platform.python_version()}")
+
+
+def run_alone(bench: Callable[[Path, Any], dict[str, Any]], markdown: Callable[[dict[str, Any]], str],
+              config: Any, json_path: Path | None) -> int:
+    """A benchmark's own entry point (``python -m bench.NAME``) with a config from its arguments: its
+    section on stdout, and its figures as JSON when ``json_path`` is given."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    figures = bench(RESULTS, config)
+    if json_path:
+        json_path.write_text(json.dumps(figures, indent=2, default=str))
+    print(markdown(figures))
+    return 0
 
 
 def run_one(name: str) -> tuple[str, str, dict[str, Any]]:
