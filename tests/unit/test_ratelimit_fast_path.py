@@ -2,8 +2,8 @@
 
 Two fakeredis servers (lupa) on one frozen clock run the same calls: one with acquire as shipped (fast path
 first), one with the general path alone. Every reply and every key of the model must be the same after each
-call, through grants, queued grants, refusals, expiry, new slots, 429 cooldowns, a breaker's probe and the
-day counter.
+call, through grants, queued grants, refusals, expiry, new slots, lost slots, 429 cooldowns, a breaker's probe
+and the day counter.
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ def _close(client: redis.Redis) -> None:
 
 def _happen(rnd: random.Random, clock: FrozenClock, limiters: tuple[RedisLimiter, ...],
             clients: tuple[redis.Redis, ...]) -> None:
-    """Now and then, on both servers alike: a 429, a day turning, a breaker opening, probing or closing."""
+    """Now and then, on both servers alike: a 429, a day turning, slots lost, a breaker opening, probing or
+    closing."""
     event, now_ms = rnd.random(), int(clock.now_s * 1000)
     if event < 0.05:
         retry_after_ms, scope = rnd.choice([50, 400, 1500]), rnd.choice(["minute", "tpm", "ipm"])
@@ -82,15 +83,18 @@ def _happen(rnd: random.Random, clock: FrozenClock, limiters: tuple[RedisLimiter
         clock.advance_ms(DAY_MS)  # the next Pacific day: the day counter starts again
     elif event < 0.07:  # just before Pacific midnight: the day turns while the window is live
         clock.advance_ms(DAY_MS - (now_ms + PACIFIC_OFFSET_MS) % DAY_MS - 30)
-    elif event < 0.2:
+    elif event < 0.09:  # the slots hash lost (evicted): only the header's newest slot is left to trust
+        for client in clients:
+            client.delete(keys.model_slots(MODEL))
+    elif event < 0.22:
         for client in clients:
             _breaker(client, event, now_ms)
 
 
 def _breaker(client: redis.Redis, event: float, now_ms: int) -> None:
-    if event < 0.08:
+    if event < 0.10:
         _probe(client, now_ms)
-    elif event < 0.09:  # open for a while
+    elif event < 0.11:  # open for a while
         client.hset(keys.model_state(MODEL), mapping={"unavailable_until_ms": now_ms + 300,
                                                       "unavailable_reason": "breaker_open"})
     else:
