@@ -16,8 +16,8 @@ from genpool.shared import luascript
 LIBRARY = "_window.lua"
 BUDGET_LIBRARY = "_budget.lua"
 USES_BUDGETS = frozenset(("acquire", "settle", "budget"))
-#: Run before the libraries are built: acquire's common grant returns there (acquire_fast.lua says why).
-FAST_PATHS = {"acquire": "acquire_fast.lua"}
+#: Run before the libraries are built: the common acquire and settle return there (acquire_fast.lua says why).
+FAST_PATHS = {"acquire": "acquire_fast.lua", "settle": "settle_fast.lua"}
 
 
 @cache

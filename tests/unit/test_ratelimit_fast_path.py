@@ -1,8 +1,8 @@
-"""acquire_fast.lua: the common grant it answers is the general path's answer, to the byte it stores.
+"""acquire_fast.lua and settle_fast.lua: what they answer is the general path's answer, to the byte stored.
 
 Two fakeredis servers (lupa) on one frozen clock run the same calls: one with acquire as shipped (fast path
-first), one with the general path alone. Every reply and every key of the model must be the same after each
-call, through grants, queued grants, refusals, expiry, new slots, lost slots, 429 cooldowns, a breaker's probe
+first), one with the general paths alone. Every reply and every key of the model must be the same after each
+call, through grants, queued grants, refusals, settles (refunds, charges) and releases, expiry, new slots, lost slots, 429 cooldowns, a breaker's probe
 and the day counter.
 """
 
@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import NamedTuple
 
 import fakeredis
 import pytest
@@ -50,7 +51,8 @@ def pair() -> Iterator[tuple[RedisLimiter, RedisLimiter, redis.Redis, redis.Redi
     general = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     fast = RedisLimiter(shipped, {MODEL: LIMITS}, utc_offset_ms=lambda: PACIFIC_OFFSET_MS)
     slow = RedisLimiter(general, {MODEL: LIMITS}, utc_offset_ms=lambda: PACIFIC_OFFSET_MS)
-    slow._scripts = replace(slow._scripts, acquire=general.register_script(source("acquire", fast_path=False)))
+    slow._scripts = replace(slow._scripts, acquire=general.register_script(source("acquire", fast_path=False)),
+                            settle=general.register_script(source("settle", fast_path=False)))
     yield fast, slow, shipped, general
     shipped.close()
     general.close()
@@ -101,10 +103,31 @@ def _breaker(client: redis.Redis, event: float, now_ms: int) -> None:
         _close(client)
 
 
+class Grant(NamedTuple):
+    start_ms: int
+    requests: int
+    tokens: int
+    images: int
+
+
+def _correct(rnd: random.Random, grant: Grant, limiters: tuple[RedisLimiter, RedisLimiter]) -> None:
+    """A settle (a refund, a charge, or none) or a release of an earlier grant, on both: the same answer."""
+    fast, slow = limiters
+    if rnd.random() < 0.2:
+        replies = [limiter.release(MODEL, grant.start_ms, grant.requests, grant.tokens, grant.images)
+                   for limiter in limiters]
+    else:
+        actual = rnd.choice([0, grant.tokens // 2, grant.tokens + 37, grant.tokens * 2])
+        reserved = grant.tokens * rnd.choice([1, 1, 3])  # 3: a refund beyond what the slot holds stops at 0
+        replies = [limiter.settle(MODEL, grant.start_ms, reserved, actual) for limiter in limiters]
+    assert replies[0] == replies[1], grant
+
+
 def test_the_fast_path_stores_and_answers_what_the_general_path_does(
         clock: FrozenClock, pair: tuple[RedisLimiter, RedisLimiter, redis.Redis, redis.Redis]) -> None:
     fast, slow, shipped, general = pair
     rnd = random.Random(17)
+    grants: list[Grant] = []
     for step in range(800):
         clock.advance_ms(rnd.choice([0, 0, 1, 3, 20, 150, 700, 2500]))
         _happen(rnd, clock, (fast, slow), (shipped, general))
@@ -113,6 +136,11 @@ def test_the_fast_path_stores_and_answers_what_the_general_path_does(
         got, want = fast.acquire(MODEL, **costs), slow.acquire(MODEL, **costs)
         assert got == want, f"step {step}: {costs}"
         assert _model_keys(shipped) == _model_keys(general), f"step {step}: {costs} -> {got}"
+        if got.granted:
+            grants.append(Grant(got.start_at_ms, costs["requests"], costs["tokens"], costs["images"]))
+        if grants and rnd.random() < 0.6:
+            _correct(rnd, rnd.choice(grants[-12:]), (fast, slow))
+            assert _model_keys(shipped) == _model_keys(general), f"step {step}: after a settle or release"
 
 
 def test_the_common_grant_returns_from_the_fast_path(
