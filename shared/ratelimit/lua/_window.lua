@@ -34,8 +34,9 @@ end
 
 -- The model's rule from its limits hash, or nil when it has none (missing fields take the ModelLimits
 -- defaults): lim[i] = L' (0 = unlimited), rpd = L'rpd, span = window + guard, slot = slot_ms.
-local function read_model(key)
-  local v = redis.call('HMGET', key, 'rpm', 'tpm', 'ipm', 'rpd', 'window_ms', 'safety', 'guard_ms')
+-- ``fields``: the hash's HMGET already read (acquire_fast.lua), else read here.
+local function read_model(key, fields)
+  local v = fields or redis.call('HMGET', key, 'rpm', 'tpm', 'ipm', 'rpd', 'window_ms', 'safety', 'guard_ms')
   if not (v[1] or v[2] or v[3] or v[4] or v[5] or v[6] or v[7]) then return nil end
   local safety, window_ms = tonumber(v[6]) or 1, tonumber(v[5]) or 60000
   local lim = {}
@@ -94,9 +95,12 @@ end
 
 -- The header, as a table the functions below update; writes happen in flush / add / save_header.
 -- A model whose slot size changed (its window did) keeps everything it counted in one slot at its
--- latest start: it counts a little longer than it should, never shorter.
-local function read_window(wkey, skey, model, readonly)
-  local f = parse_header(redis.call('GET', wkey))
+-- latest start: it counts a little longer than it should, never shorter. ``pre``: the reads acquire_fast.lua
+-- made (its ``header`` is the GET of wkey), or nil.
+local function read_window(wkey, skey, model, readonly, pre)
+  local raw
+  if pre then raw = pre.header else raw = redis.call('GET', wkey) end
+  local f = parse_header(raw)
   local w = {lo = nil, hi = nil, last = 0, sums = {0, 0, 0}, day = nil, count = 0, h = {0, 0, 0},
              dead = {}, clear = false, stale = false, slot = model and model.slot}
   if f then

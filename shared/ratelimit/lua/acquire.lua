@@ -8,12 +8,15 @@ local function reply(status, delay_ms, wait_ms, now, probe, reason)
   return string.format('%s|%d|%d|%d|%d|%s', status, delay_ms, ceil(wait_ms), now, probe, reason)
 end
 
-local model = read_model(KEYS[1])
-local now = now_ms()
+-- The general path: every case acquire_fast.lua (run first) hands over, with the reads it made in PRE (nil
+-- when it read nothing: a budget is set).
+local pre = PRE
+local model = read_model(KEYS[1], pre and pre.limits)
+local now = pre and pre.now or now_ms()
 if model == nil then return reply('unconfigured', 0, 0, now, 0, '') end
 
-local state = redis.call('HMGET', KEYS[3], 'unavailable_until_ms', 'unavailable_reason', 'half_open',
-                         'probe_until_ms', 'cooldown_until_ms')
+local state = pre and pre.state or redis.call('HMGET', KEYS[3], 'unavailable_until_ms', 'unavailable_reason',
+                                              'half_open', 'probe_until_ms', 'cooldown_until_ms')
 local unavailable_until_ms = tonumber(state[1]) or 0
 if now < unavailable_until_ms then
   return reply('unavailable', 0, unavailable_until_ms - now, now, 0, state[2] or 'unavailable')
@@ -26,7 +29,7 @@ end
 
 local costs = {tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])}
 local max_wait_ms, offset_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
-local w = read_window(KEYS[2], KEYS[4], model, false)
+local w = read_window(KEYS[2], KEYS[4], model, false, pre)
 local count = day_count(w, now, offset_ms)
 local counts_today = model.rpd > 0 and costs[1] > 0
 -- Never a delayed grant across midnight: it would belong to tomorrow's count.

@@ -4,6 +4,7 @@
 -- then counts longer: safe). A start older than the oldest live slot no longer counts for any start to
 -- come (acquire dropped it for good), so its correction changes nothing. Day-counter requests are
 -- given back if the day has not turned.
+-- The common case returns from settle_fast.lua (run first); this is the general path.
 -- Runs for an answered call whose use differs from its reservation (or that held money; the runner skips
 -- the call otherwise): no limits needed (the header knows its slot size), so it is a GET and a
 -- SET of the header, plus one slot field when the start is not in the newest slot; the clock only when
@@ -12,7 +13,7 @@
 -- ARGV: start_ms, requests, tokens, images deltas, rpd give-back, utc_offset_ms, [held_micro, actual_micro].
 -- Reply: flat {'rpm', n, 'tpm', n, 'ipm', n}: what the live record counts after the change, then
 -- 'alert:<i>', level per budget that crossed an alert level.
-local w = read_window(KEYS[1], KEYS[2], nil, false)
+local w = read_window(KEYS[1], KEYS[2], nil, false, PRE)  -- PRE: settle_fast.lua's read, or nil
 local offset_ms = tonumber(ARGV[6])
 if w.lo then
   local k = floor(tonumber(ARGV[1]) / w.slot)
