@@ -15,7 +15,7 @@ from genpool.shared.metrics import MetricsBatch
 from genpool.worker.answers import Generation
 from genpool.worker.gemini import Call, Turn
 from genpool.worker.policy import Backoff
-from genpool.worker.ports import Ports
+from genpool.worker.ports import Later, Ports
 from genpool.worker.runner import JobFailed, Runner, RunnerConfig, estimate_tokens
 
 # --- fakes --------------------------------------------------------------------------------------------
@@ -154,8 +154,8 @@ class FakeResults:
         return self.outputs.get(job_id)
 
     def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None,
-             state: bytes | None = None, notify: str | None = None) -> None:
-        self.records[record.id] = record
+             state: bytes | None = None, notify: str | None = None, later: Later | None = None) -> None:
+        self.records[record.id] = record  # written at once: ``later`` is the real store's way to batch it
         self.saved.append((record, new_turns))
         self.states.append(state)
         self.notified.append(notify)

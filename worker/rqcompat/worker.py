@@ -42,6 +42,7 @@ from rq.utils import now
 from rq.worker.base import DequeueStrategy, WorkerStatus
 
 from genpool.worker.rqcompat.dequeue import Popped, SafeDequeue
+from genpool.worker.rqcompat.job import GuardedJob
 from genpool.worker.rqcompat.lean import LeanWorker
 from genpool.worker.rqcompat.scheduler import SchedulerDuty
 
@@ -185,6 +186,8 @@ class ThreadedWorker(LeanWorker):
         super().handle_exception(job, *exc_info)
 
     def _finalize_failure(self, job: Job, queue: Queue, execution: Execution, exc_info: Any) -> None:
+        if isinstance(job, GuardedJob):  # what the run queued for its end is written as if made at once
+            job.flush_end_writes(self.connection)
         if not self.on_job_failure(job, queue, execution, exc_info[1]):
             super()._finalize_failure(job, queue, execution, exc_info)
 
