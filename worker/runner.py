@@ -404,7 +404,7 @@ class Runner:
         record = trace.success(model, gen, cost, ref, self.ports.wall(), _conversation(request))
         # A live client's "ended" event follows the record it announces: such a job writes it at once.
         self.ports.results.save(record, trace.metrics, _new_turns(request, gen.text), _state(request, gen.body),
-                                notify=envelope.notify, later=later if trace.progress is None else None)
+                                notify=envelope.notify, later=None if trace.progress is not None and trace.progress.enabled else later)
         if trace.progress is not None:
             trace.progress.ended(record)
         return record

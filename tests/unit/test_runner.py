@@ -129,6 +129,7 @@ class FakeResults:
     saved: list[tuple[ResultRecord, list[Turn] | None]] = field(default_factory=list)
     states: list[bytes | None] = field(default_factory=list)
     notified: list[str | None] = field(default_factory=list)
+    later: list[bool] = field(default_factory=list)  # each save: queued for the job's end (``later``) or not
     pins: dict[str, str] = field(default_factory=dict)
 
     began: list[str] = field(default_factory=list)
@@ -155,7 +156,8 @@ class FakeResults:
 
     def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None,
              state: bytes | None = None, notify: str | None = None, later: Later | None = None) -> None:
-        self.records[record.id] = record  # written at once: ``later`` is the real store's way to batch it
+        self.records[record.id] = record  # written at once here: ``later`` is the real store's way to batch it
+        self.later.append(later is not None)
         self.saved.append((record, new_turns))
         self.states.append(state)
         self.notified.append(notify)
