@@ -61,3 +61,20 @@ def test_a_job_that_fails_after_queueing_end_writes_still_writes_them(queue: Que
     assert job.get_status(refresh=True) == JobStatus.FAILED
     assert queue.connection.get("rqend:failed") == b"1"
     assert rq_jobs.AFTER_END == ["rqend:failed"]
+
+
+def test_an_end_multi_that_fails_still_writes_the_jobs_own_writes(queue: Queue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis drops the end MULTI (never sent): the job's record is written on its own, before RQ's failure
+    path, not lost with the MULTI."""
+    failed = []
+
+    def drop(self: Worker, pipeline: Any = None) -> None:
+        failed.append(True)
+        raise redis.ConnectionError("dropped")
+
+    monkeypatch.setattr(Worker, "increment_successful_job_count", drop)
+    job = queue.enqueue(rq_jobs.marks_at_end, "rqend:dropped")
+    Worker([queue], connection=queue.connection, job_class=EndJob, concurrency=1).work(burst=True)
+    assert failed and job.get_status(refresh=True) == JobStatus.FAILED
+    assert queue.connection.get("rqend:dropped") == b"1"
+    assert rq_jobs.AFTER_END == ["rqend:dropped"]

@@ -36,22 +36,26 @@ class GuardedJob(Job):
             self._end_writes = []
         self._end_writes.append((write, after))
 
-    def write_end(self, pipeline: Pipeline) -> list[Callable[[], None]]:
-        """Put the queued writes on ``pipeline`` (the end's MULTI); returns what to run after it executed."""
-        writes, self._end_writes = self._end_writes or [], None
-        for write, _ in writes:
+    def write_end(self, pipeline: Pipeline) -> None:
+        """Put the queued writes on ``pipeline`` (the end's MULTI); they stay queued until ``end_written``."""
+        for write, _ in self._end_writes or []:
             write(pipeline)
-        return [after for _, after in writes if after is not None]
+
+    def end_written(self) -> None:
+        """The pipeline ``write_end`` filled went through: run what waited for it, forget the writes."""
+        writes, self._end_writes = self._end_writes or [], None
+        for _, after in writes:
+            if after is not None:
+                after()
 
     def flush_end_writes(self, connection: redis.Redis) -> None:
         """The queued writes in a round trip of their own (an end other than the lean success path)."""
         if not self._end_writes:
             return
         with connection.pipeline() as pipe:
-            afters = self.write_end(pipe)
+            self.write_end(pipe)
             pipe.execute()
-        for after in afters:
-            after()
+        self.end_written()
 
     def end_fields(self) -> dict[FieldT, EncodableT]:
         """What a successful run changes in the job's hash, for its end to write (RQ saves the whole hash

@@ -32,7 +32,6 @@ import contextlib
 import inspect
 import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -114,10 +113,9 @@ class LeanWorker(SimpleWorker):
                 job.flush_end_writes(self.connection)
             super().handle_job_success(job, queue, started_job_registry, execution)
             return
-        afters: list[Callable[[], None]] = []
         with self.connection.pipeline() as pipe:
             if isinstance(job, GuardedJob):  # the job's own writes (genpool's record) first, in the same MULTI
-                afters = job.write_end(pipe)
+                job.write_end(pipe)
             taken = job.ended_at - job.started_at  # type: ignore[operator]  # both set by perform_job
             self.increment_successful_job_count(pipeline=pipe)
             self.increment_total_working_time(taken, pipe)
@@ -138,8 +136,8 @@ class LeanWorker(SimpleWorker):
                 pipe.expire(job.dependencies_key, result_ttl)
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
             has_dependents = pipe.execute()[dependents_at]
-        for after in afters:
-            after()
+        if isinstance(job, GuardedJob):
+            job.end_written()
         # RQ reads the dependents before its MULTI, so a job canceled while it ran (status `canceled` until its
         # end writes `finished`) leaves them deferred: the same here, from the canceled registry.
         if has_dependents and job.id not in queue.canceled_job_registry:

@@ -253,6 +253,9 @@ class ThreadedWorker(LeanWorker):
             # RQ's bookkeeping around the job failed (not the job: perform_job handles that). Like a work
             # horse that died: fail the job now (RQ's Retry applies) rather than leave it "started".
             log.exception("job %s: unexpected error outside the job", job.id)
+            with contextlib.suppress(Exception):  # an end MULTI that failed: the job's own writes, on their own
+                if isinstance(job, GuardedJob):
+                    job.flush_end_writes(self.connection)
             with contextlib.suppress(Exception):
                 self.handle_job_failure(job, queue, exc_string=f"worker error outside the job: {exc!r}",
                                         execution=execution)
