@@ -123,12 +123,12 @@ def gap(f: dict[str, Any]) -> str:
     """What stands above the parts, from this run's sections table (bench/cpu_sections.py)."""
     sec, alone = f["sections"]["sections_ms"], f["sections"]["alone_ms"]
     call, put = "Gemini call (google-genai, plain client)", "S3 put (tags, metadata, upload retry)"
-    own = sum(sec[k] for k in ("limiter acquire (EVALSHA)", "result record (+ announce)", "envelope parse (pydantic)"))
+    own = sum(sec[k] for k in ("limiter acquire (EVALSHA)", cpu_sections.RECORD, "envelope parse (pydantic)"))
     in_place = f["sections"]["total_ms"]
     return (
         f"What stands above the parts: the worker's {f['concurrency']} job threads cost {f['job_ms'] - in_place:.2f} ms "
         f"a job more than the same jobs run in place on one thread ({in_place:.2f} ms, the sections table): a job "
-        "blocks ~7 times (the dequeue, its start, acquire, the Gemini call, the S3 put, its record, its end) and "
+        "blocks ~6 times (the dequeue, its start, acquire, the Gemini call, the S3 put, its end with its record) and "
         "takes the GIL back from 31 other threads each time (the no-op job: three times, its dequeue, start and "
         "end). In the sections table, the parts themselves cost more inside a job than "
         f"alone in a loop (the Gemini call {sec[call]:.2f} ms in the job vs {alone[call]:.2f} ms alone, the S3 put "
@@ -136,15 +136,19 @@ def gap(f: dict[str, Any]) -> str:
         "and redis-py's code, so caches and branch predictors start cold, and the raw parts are measured in a "
         "loop. The S3 put also carries the object's 7 metadata headers (what a re-run rebuilds a paid answer's "
         "record from, worker/runner.py `_recover`) and 2 tags (~0.4-0.5 ms measured A/B in one process while "
-        f"writing #17). genpool's own Redis work is {own:.2f} ms a job: the limiter's acquire, the record "
-        "(with the announcement for a waiting producer) and the envelope's validation (Redis is a trust "
-        "boundary); each round trip is ~0.1 ms of redis-py.\n\n"
+        f"writing #17). genpool's own Redis work outside RQ's end is {own:.2f} ms a job: the limiter's acquire "
+        "and the envelope's validation (Redis is a trust boundary); the record (with the announcement for a "
+        "waiting producer) is written in RQ's end MULTI, whose row includes it; each round trip is ~0.1 ms of "
+        "redis-py.\n\n"
         "Removed in #17: the per-job metrics pipeline (summed per process, written every second), the result "
         "GET and route pin of a first run, settle when there is nothing to correct, RQ's heartbeats and "
         "suspension check per job, three of RQ's seven round trips a job (the fetch after the dequeue, WATCH "
-        "and SMEMBERS before the end), RQ's full job save and result stream for genpool's jobs, and the SDK's "
-        "per-call config for a default job (a plain client per catalog timeout: ~0.9 ms a call). Not removed: "
-        "the S3 metadata (the re-run guard reads it), the envelope's validation, the limiter's round trip."
+        "and SMEMBERS before the end), RQ's full job save and result stream for genpool's jobs, the SDK's "
+        "per-call config for a default job (a plain client per catalog timeout: ~0.9 ms a call), the record's "
+        "own round trip (it rides RQ's end MULTI) and, in the S3 client, botocore's parameter validation and "
+        "the CRC32 it adds to every put (the raw put above keeps botocore's defaults). Not removed: the S3 "
+        "metadata (the re-run guard reads it; README documents it), the envelope's validation, the limiter's "
+        "round trip."
     )
 
 

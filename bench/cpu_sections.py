@@ -18,6 +18,7 @@ from typing import Any
 
 from bench import profiling, workerkit
 
+RECORD = "result record (+ announce), queued for RQ's end"
 #: (label, module, class, method): the sections timed inside the job, in the job's order.
 SECTIONS = (
     ("RQ: dequeue script + job restore", "genpool.worker.rqcompat.worker", "ThreadedWorker", "_pop"),
@@ -26,8 +27,9 @@ SECTIONS = (
     ("limiter acquire (EVALSHA)", "genpool.shared.ratelimit.store", "RedisLimiter", "acquire"),
     ("Gemini call (google-genai, plain client)", "genpool.worker.gemini", "GeminiGateway", "generate"),
     ("S3 put (tags, metadata, upload retry)", "genpool.worker.results", "ResultStore", "store_output"),
-    ("result record (+ announce)", "genpool.worker.results", "ResultStore", "save"),
-    ("RQ: end (one MULTI)", "genpool.worker.rqcompat.lean", "LeanWorker", "handle_job_success"),
+    # A finished job's record and announcement are queued here and written in RQ's end MULTI (GuardedJob.at_end).
+    (RECORD, "genpool.worker.results", "ResultStore", "save"),
+    ("RQ: end (one MULTI, with the record)", "genpool.worker.rqcompat.lean", "LeanWorker", "handle_job_success"),
 )
 ALONE = 300
 

@@ -99,6 +99,11 @@ class S3Store:
             connect_timeout=settings.s3_timeout_s, read_timeout=settings.s3_timeout_s,
             retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=max(10, settings.concurrency),
             signature_version="s3v4",
+            # CPU per put (#17): genpool builds every parameter itself (typed), so botocore's per-call
+            # validation only re-checks them; and botocore >= 1.36 (the floor in pyproject for this option)
+            # adds a CRC32 to every put by default, where S3 requires none for PutObject (boto3 before 1.36 sent
+            # none either; TLS covers the transfer). Both cost CPU on every put.
+            parameter_validation=False, request_checksum_calculation="when_required",
         )
         client = session(settings).client("s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region,
                                           config=config)

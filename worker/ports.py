@@ -14,6 +14,10 @@ from genpool.worker.answers import Generation
 from genpool.worker.gemini import Call, Turn
 from genpool.worker.progress import EventSink
 
+#: Queues writes (on a Redis pipeline) for the round trip that ends the job, and what to run after it:
+#: a finished job's record rides RQ's end instead of a round trip of its own (worker/rqcompat, ``at_end``).
+Later = Callable[[Callable[[Any], None], Callable[[], None] | None], None]
+
 
 class Decision(Protocol):
     @property
@@ -81,7 +85,7 @@ class Results(Protocol):
     def check_storage(self) -> None: ...  # raises ConfigError while the bucket refuses genpool
 
     def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None,
-             state: bytes | None = None, notify: str | None = None) -> None: ...
+             state: bytes | None = None, notify: str | None = None, later: Later | None = None) -> None: ...
 
 
 @dataclass(frozen=True)

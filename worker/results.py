@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import redis
 import tenacity
@@ -19,6 +20,7 @@ from genpool.shared.storage import ObjectStore, StoredObject, content_type, obje
 from genpool.worker.answers import Generation
 from genpool.worker.gemini import Turn
 from genpool.worker.metricsflush import MetricsFlusher
+from genpool.worker.ports import Later
 from genpool.worker.spool import Spool
 
 log = logging.getLogger("genpool.results")
@@ -162,11 +164,27 @@ class ResultStore:
         return {**meta, "bucket": self._store.bucket, "key": key} if meta is not None else None
 
     def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None,
-             state: bytes | None = None, notify: str | None = None) -> None:
+             state: bytes | None = None, notify: str | None = None, later: Later | None = None) -> None:
         """One round trip. A conversation's turns (and structured state) are written before the record:
         once the record exists, the next message (its sender waits for it, shared/turns.py) reads the whole
-        history. ``notify``: the producer waiting for the record (the envelope's), told in the same trip."""
+        history. ``notify``: the producer waiting for the record (the envelope's), told in the same trip.
+        ``later``: the writes go on the job's own end instead (RQ's end MULTI: no round trip of their own)."""
+        def write(pipe: Any) -> None:
+            self._write(pipe, record, metrics, new_turns, state, notify)
+
+        flusher = self._metrics
+        after = (lambda: flusher.add(metrics)) if flusher is not None else None
+        if later is not None:
+            later(write, after)
+            return
         pipe = self._redis.pipeline(transaction=False)
+        write(pipe)
+        pipe.execute()
+        if after is not None:
+            after()
+
+    def _write(self, pipe: Any, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None,
+               state: bytes | None, notify: str | None) -> None:
         if record.id in self._pinned:  # only a job that ran before can have a pin (begin, pin)
             self._pinned.discard(record.id)
             pipe.delete(keys.job_route(record.id))
@@ -185,9 +203,6 @@ class ResultStore:
             announce(pipe, notify, record.id)
         if self._metrics is None:
             metrics.write(pipe)
-        pipe.execute()
-        if self._metrics is not None:
-            self._metrics.add(metrics)
 
 
 def _log_failed_upload(state: tenacity.RetryCallState) -> None:

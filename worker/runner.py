@@ -16,7 +16,7 @@ from genpool.worker import policy
 from genpool.worker.answers import Generation
 from genpool.worker.cache import CachedAnswer, ResponseCache, cache_key
 from genpool.worker.gemini import Call, Turn
-from genpool.worker.ports import Decision, Ports
+from genpool.worker.ports import Decision, Later, Ports
 from genpool.worker.progress import Progress
 from genpool.worker.stalls import InFlight
 from genpool.worker.trace import Trace
@@ -99,23 +99,25 @@ class Runner:
         self.estimator = CostEstimator()  # what a call holds of a budget before it is made
         self.inflight = InFlight()  # this process's calls per model, shared by its job threads
 
-    def run(self, envelope: Envelope, rerun: bool = False, ran_before: bool = True) -> ResultRecord:
+    def run(self, envelope: Envelope, rerun: bool = False, ran_before: bool = True,
+            later: Later | None = None) -> ResultRecord:
         """Run the job to a terminal record; raises JobFailed (record saved) or Deferred.
 
         ``rerun``: this job ran before and its worker died; look for an output already stored before
         paying for a second call. ``ran_before``: it started before for any reason (a death, a deferral):
         its record, if it has one, is the answer, and it keeps the route it was pinned to. A first run
-        reads neither (no Redis work before its call)."""
+        reads neither (no Redis work before its call). ``later``: where a finished job's record may be
+        queued to ride the job's end (its RQ end MULTI) instead of a round trip of its own."""
         existing, route = self._begin(envelope, ran_before or rerun)
         if existing is not None:
             return existing  # retried after the result was stored: no second call, no second object
         try:
-            return self._run(envelope, route, rerun)
+            return self._run(envelope, route, rerun, later)
         except e.Deferred:
             self.ports.results.pin(envelope.job_id, route.to_text())  # it comes back on the chain it started
             raise
 
-    def _run(self, envelope: Envelope, route: Route, rerun: bool) -> ResultRecord:
+    def _run(self, envelope: Envelope, route: Route, rerun: bool, later: Later | None) -> ResultRecord:
         request = envelope.request
         progress = Progress(self.ports.events if envelope.events else None, envelope.job_id)
         trace = Trace(envelope.job_id, request.kind, self.ports.wall(), route.chain, version=route.version,
@@ -132,7 +134,7 @@ class Runner:
         deadline_at = self.ports.clock() + envelope.deadline_s
         if self.cache is not None and self.cache.wanted(request):
             return self._through_cache(self.cache, envelope, trace, call, history, deadline_at)
-        return self._paid(envelope, trace, call, history, deadline_at)[0]
+        return self._paid(envelope, trace, call, history, deadline_at, later)[0]
 
     def _begin(self, envelope: Envelope, ran_before: bool) -> tuple[ResultRecord | None, Route]:
         """The job's record if it ran before and has one; its route, resolved in memory from the routing in
@@ -151,7 +153,7 @@ class Runner:
             return existing, route
 
     def _paid(self, envelope: Envelope, trace: Trace, call: Call, history: list[Turn],
-              deadline_at: float) -> tuple[ResultRecord, Generation]:
+              deadline_at: float, later: Later | None = None) -> tuple[ResultRecord, Generation]:
         try:
             self.ports.results.check_storage()  # a bucket known to refuse genpool: fail before paying
             model, gen = self._walk(call, trace.chain, trace, deadline_at)
@@ -162,7 +164,7 @@ class Runner:
         except e.GenpoolError as exc:
             raise self.fail(envelope, trace, exc) from exc
         try:
-            return self._finish(envelope, trace, model, gen, history), gen
+            return self._finish(envelope, trace, model, gen, history, later), gen
         except e.ConfigError as exc:  # paid, kept in the spool, not storable: fail now, never pay again
             raise self.fail(envelope, trace, exc, paid=(model, gen)) from exc
 
@@ -405,14 +407,15 @@ class Runner:
         return False
 
     def _finish(self, envelope: Envelope, trace: Trace, model: str, gen: Generation,
-                history: list[Turn]) -> ResultRecord:
+                history: list[Turn], later: Later | None) -> ResultRecord:
         request = envelope.request
         spec = self._spec(model)
         ref = self.ports.results.store_output(envelope.job_id, request.kind, model, gen)
         cost = spec.cost_usd(gen.prompt_tokens, gen.output_tokens, gen.images)
         record = trace.success(model, gen, cost, ref, self.ports.wall(), _conversation(request))
+        # A live client's "ended" event follows the record it announces: such a job writes it at once.
         self.ports.results.save(record, trace.metrics, _new_turns(request, gen.text), _state(request, gen.body),
-                                notify=envelope.notify)
+                                notify=envelope.notify, later=None if trace.progress is not None and trace.progress.enabled else later)
         if trace.progress is not None:
             trace.progress.ended(record)
         return record

@@ -11,6 +11,7 @@ from rq import get_current_job
 from genpool.shared import contract, keys
 from genpool.shared.jobs import Envelope, ErrorInfo, ResultRecord
 from genpool.shared.metrics import MetricsBatch
+from genpool.worker.rqcompat.job import GuardedJob
 from genpool.worker.runner import JobFailed
 from genpool.worker.runtime import get_runtime
 
@@ -23,7 +24,9 @@ def generate(envelope: Any) -> dict[str, str]:
     runtime = get_runtime()
     parsed = _parse(envelope)
     rerun, ran_before = _history()
-    record = runtime.runner.run(parsed, rerun=rerun, ran_before=ran_before)
+    job = get_current_job()
+    later = job.at_end if isinstance(job, GuardedJob) else None  # the record rides the job's end MULTI
+    record = runtime.runner.run(parsed, rerun=rerun, ran_before=ran_before, later=later)
     return {"status": record.status, "result_key": keys.result(record.id)}
 
 

@@ -23,3 +23,20 @@ def slow(seconds: float = 0.5) -> float:
 
     time.sleep(seconds)
     return seconds
+
+
+AFTER_END: list[str] = []  # keys whose end writes went through (the ``after`` of ``at_end``)
+
+
+def marks_at_end(key: str) -> str:
+    """Queue a SET of ``key`` for the job's end MULTI (GuardedJob.at_end), as genpool's record does."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    job.at_end(lambda pipe: pipe.set(key, "1"), lambda: AFTER_END.append(key))  # type: ignore[union-attr]
+    return key
+
+
+def marks_then_fails(key: str) -> None:
+    marks_at_end(key)
+    raise ValueError("failed after queueing its end writes")

@@ -21,7 +21,7 @@ from genpool.shared.jobs import Envelope, new_job_id, parse_request
 from genpool.shared.settings import Settings
 from genpool.worker.answers import Generation
 from genpool.worker.gemini import Call
-from genpool.worker.ports import Ports
+from genpool.worker.ports import Later, Ports
 from genpool.worker.progress import Progress
 from genpool.worker.runner import JobFailed, Runner
 from tests.unit.test_runner import FakeGateway, World, gen
@@ -68,14 +68,14 @@ class StreamingGateway(FakeGateway):
         return answer
 
 
-def run(world: World, request: dict[str, Any], *, events: bool = True) -> tuple[Sink, Any]:
+def run(world: World, request: dict[str, Any], *, events: bool = True, later: Later | None = None) -> tuple[Sink, Any]:
     sink = Sink()
     ports = Ports(gateway=world.gateway, limiter=world.limiter, availability=world.availability,
                   results=world.results, clock=world.time.clock, wall=world.time.wall, sleep=world.time.sleep,
                   events=sink)
     envelope = Envelope(job_id=new_job_id(), request=parse_request(request), events=events, account="acme")
     try:
-        record = Runner(ports, world.catalog, world.config).run(envelope)
+        record = Runner(ports, world.catalog, world.config).run(envelope, later=later)
     except JobFailed as exc:
         record = exc.record
     return sink, record
@@ -172,3 +172,12 @@ def test_a_bad_account_is_refused_before_anything_is_enqueued(fake_redis: redis.
     with pytest.raises(ValidationError, match="account:"):
         pool.submit({"kind": "text", "prompt": "hi"}, account="Not An Account")
     assert fake_redis.dbsize() == 0
+
+
+def test_a_finished_record_rides_the_jobs_end_unless_a_live_client_waits_for_its_ended_event() -> None:
+    """Without events the record is queued for the job's end MULTI (one round trip less); with events it is
+    written at once, before the "finished" event that announces it."""
+    for events, queued in ((False, True), (True, False)):
+        w = World()
+        _, record = run(w, {"kind": "text", "prompt": "hi"}, events=events, later=lambda write, after: None)
+        assert record.status == "finished" and w.results.later == [queued]

@@ -15,7 +15,7 @@ from genpool.shared.metrics import MetricsBatch
 from genpool.worker.answers import Generation
 from genpool.worker.gemini import Call, Turn
 from genpool.worker.policy import Backoff
-from genpool.worker.ports import Ports
+from genpool.worker.ports import Later, Ports
 from genpool.worker.runner import JobFailed, Runner, RunnerConfig, estimate_tokens
 
 LEAD_S = RunnerConfig().defer_lead_s
@@ -131,6 +131,7 @@ class FakeResults:
     saved: list[tuple[ResultRecord, list[Turn] | None]] = field(default_factory=list)
     states: list[bytes | None] = field(default_factory=list)
     notified: list[str | None] = field(default_factory=list)
+    later: list[bool] = field(default_factory=list)  # each save: queued for the job's end (``later``) or not
     pins: dict[str, str] = field(default_factory=dict)
 
     began: list[str] = field(default_factory=list)
@@ -156,8 +157,9 @@ class FakeResults:
         return self.outputs.get(job_id)
 
     def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None,
-             state: bytes | None = None, notify: str | None = None) -> None:
-        self.records[record.id] = record
+             state: bytes | None = None, notify: str | None = None, later: Later | None = None) -> None:
+        self.records[record.id] = record  # written at once here: ``later`` is the real store's way to batch it
+        self.later.append(later is not None)
         self.saved.append((record, new_turns))
         self.states.append(state)
         self.notified.append(notify)

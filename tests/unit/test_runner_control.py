@@ -16,7 +16,7 @@ from genpool.shared.metrics import MetricsBatch, field_name
 from genpool.shared.routing import KindRoute, LiveRouting, RoutingTable, Split
 from genpool.worker.cache import CachedAnswer, Lead
 from genpool.worker.gemini import Turn
-from genpool.worker.ports import Ports
+from genpool.worker.ports import Later, Ports
 from genpool.worker.runner import JobFailed, Runner, RunnerConfig
 from tests.unit.test_runner import (
     Decision,
@@ -37,7 +37,7 @@ class MeteredResults(FakeResults):
     metrics: list[MetricsBatch] = field(default_factory=list)
 
     def save(self, record: ResultRecord, metrics: MetricsBatch, new_turns: list[Turn] | None = None,
-             state: bytes | None = None, notify: str | None = None) -> None:
+             state: bytes | None = None, notify: str | None = None, later: Later | None = None) -> None:
         super().save(record, metrics, new_turns, state, notify)
         self.metrics.append(metrics)
 

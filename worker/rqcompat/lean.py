@@ -19,7 +19,8 @@ RQ writes, for every job, things a concurrent worker keeps current by time inste
   dependents are found by the reply of the dependents key's EXPIRE in that MULTI and moved to ready right
   after it (RQ's ``enqueue_dependents``, as RQ's own failure path does), not inside it: a dependent enqueued
   meanwhile WATCHes the job's hash, which the MULTI writes, so it is either seen there or enqueued at once;
-- a ``GuardedJob``'s end writes only the fields its run changed (status, ended_at, last_heartbeat: RQ
+- a ``GuardedJob``'s end carries the writes its code queued with ``at_end`` (genpool's result record and
+  its announcement: one round trip less a job), and writes only the fields its run changed (status, ended_at, last_heartbeat: RQ
   rewrites the whole hash), and no RQ result stream where its class keeps its results elsewhere
   (``rq_result``: genpool's jobs, whose result is genpool's record).
 Each is a method RQ calls on the worker; tests/rqsuite runs RQ's own suite against it.
@@ -108,9 +109,13 @@ class LeanWorker(SimpleWorker):
                            execution: Execution) -> None:
         result_ttl = job.get_result_ttl(self.default_result_ttl)
         if (job.repeats_left or 0) > 0 or result_ttl is None or result_ttl <= 0:  # RQ's own path for these
+            if isinstance(job, GuardedJob):
+                job.flush_end_writes(self.connection)
             super().handle_job_success(job, queue, started_job_registry, execution)
             return
         with self.connection.pipeline() as pipe:
+            if isinstance(job, GuardedJob):  # the job's own writes (genpool's record) first, in the same MULTI
+                job.write_end(pipe)
             taken = job.ended_at - job.started_at  # type: ignore[operator]  # both set by perform_job
             self.increment_successful_job_count(pipeline=pipe)
             self.increment_total_working_time(taken, pipe)
@@ -131,6 +136,8 @@ class LeanWorker(SimpleWorker):
                 pipe.expire(job.dependencies_key, result_ttl)
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
             has_dependents = pipe.execute()[dependents_at]
+        if isinstance(job, GuardedJob):
+            job.end_written()
         # RQ reads the dependents before its MULTI, so a job canceled while it ran (status `canceled` until its
         # end writes `finished`) leaves them deferred: the same here, from the canceled registry.
         if has_dependents and job.id not in queue.canceled_job_registry:

@@ -42,6 +42,7 @@ from rq.utils import now
 from rq.worker.base import DequeueStrategy, WorkerStatus
 
 from genpool.worker.rqcompat.dequeue import Popped, SafeDequeue
+from genpool.worker.rqcompat.job import GuardedJob
 from genpool.worker.rqcompat.lean import LeanWorker
 from genpool.worker.rqcompat.scheduler import SchedulerDuty
 
@@ -185,6 +186,8 @@ class ThreadedWorker(LeanWorker):
         super().handle_exception(job, *exc_info)
 
     def _finalize_failure(self, job: Job, queue: Queue, execution: Execution, exc_info: Any) -> None:
+        if isinstance(job, GuardedJob):  # what the run queued for its end is written as if made at once
+            job.flush_end_writes(self.connection)
         if not self.on_job_failure(job, queue, execution, exc_info[1]):
             super()._finalize_failure(job, queue, execution, exc_info)
 
@@ -250,6 +253,9 @@ class ThreadedWorker(LeanWorker):
             # RQ's bookkeeping around the job failed (not the job: perform_job handles that). Like a work
             # horse that died: fail the job now (RQ's Retry applies) rather than leave it "started".
             log.exception("job %s: unexpected error outside the job", job.id)
+            with contextlib.suppress(Exception):  # an end MULTI that failed: the job's own writes, on their own
+                if isinstance(job, GuardedJob):
+                    job.flush_end_writes(self.connection)
             with contextlib.suppress(Exception):
                 self.handle_job_failure(job, queue, exc_string=f"worker error outside the job: {exc!r}",
                                         execution=execution)
