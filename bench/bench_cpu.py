@@ -146,7 +146,8 @@ def gap(f: dict[str, Any]) -> str:
         "and SMEMBERS before the end), RQ's full job save and result stream for genpool's jobs, the SDK's "
         "per-call config for a default job (a plain client per catalog timeout: ~0.9 ms a call), the record's "
         "own round trip (it rides RQ's end MULTI) and, in the S3 client, botocore's parameter validation and "
-        "the CRC32 it adds to every put (the raw put above keeps botocore's defaults). Not removed: the S3 "
+        "the CRC32 it adds to every put (the raw put above is configured the same way, so the baseline is the "
+        "cheapest put boto3 makes). Not removed: the S3 "
         "metadata (the re-run guard reads it; README documents it), the envelope's validation, the limiter's "
         "round trip."
     )
