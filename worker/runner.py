@@ -11,6 +11,7 @@ from genpool.shared import errors as e
 from genpool.shared.budget import EXHAUSTED, CostEstimator, cost_micro
 from genpool.shared.catalog import Catalog, ModelSpec
 from genpool.shared.jobs import ChatRequest, Envelope, ImageRequest, Request, ResultRecord, StorageRef
+from genpool.shared.ratelimit.limits import WINDOW_DIMS
 from genpool.shared.routing import LiveRouting, Route, RoutingTable
 from genpool.worker import policy
 from genpool.worker.answers import Generation
@@ -23,7 +24,7 @@ from genpool.worker.trace import Trace
 
 #: The limiter's reasons for a wait that ends when the model's window has room (not a cooldown, a day or a
 #: budget): a job deferred on one comes back ``defer_lead_s`` early.
-WINDOW_ROOM = frozenset(("rpm", "tpm", "ipm", "queued"))
+WINDOW_ROOM = frozenset((*WINDOW_DIMS, "queued"))
 OUTAGE_DEFER_S = 2.0  # Redis (limiter, breaker state) unreachable: back on the queue (policy: "defer")
 log = logging.getLogger("genpool.runner")
 

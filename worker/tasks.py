@@ -7,6 +7,7 @@ from typing import Any
 
 import pydantic
 from rq import get_current_job
+from rq.job import Job
 
 from genpool.shared import contract, keys
 from genpool.shared.jobs import Envelope, ErrorInfo, ResultRecord
@@ -23,17 +24,16 @@ def generate(envelope: Any) -> dict[str, str]:
     job's return value, which RQ does not store for a genpool job (GenpoolJob.rq_result)."""
     runtime = get_runtime()
     parsed = _parse(envelope)
-    rerun, ran_before = _history()
     job = get_current_job()
+    rerun, ran_before = _history(job)
     later = job.at_end if isinstance(job, GuardedJob) else None  # the record rides the job's end MULTI
     record = runtime.runner.run(parsed, rerun=rerun, ran_before=ran_before, later=later)
     return {"status": record.status, "result_key": keys.result(record.id)}
 
 
-def _history() -> tuple[bool, bool]:
+def _history(job: Job | None) -> tuple[bool, bool]:
     """(RQ requeued this job after its worker died: retries_left went down; it started before, for any
     reason: a death, a deferral, a requeue). Outside an RQ job: a first run."""
-    job = get_current_job()
     if job is None:
         return False, False
     rerun = contract.is_rerun(job.retries_left)

@@ -1,7 +1,8 @@
 -- acquire's fast path: scripts.py puts this file *before* the libraries, so the common grant (a configured,
 -- available model, no budget, a live record whose newest slot still counts and at most MAX_FAST_POPS of the
--- oldest to expire, no cooldown ahead, the call fits at the latest start) returns before the libraries' ~30 closures and acquire's tables are built: that work was most
--- of acquire's Redis CPU under load (bench_redis). It is the general path's operations for that case and
+-- oldest to expire, no cooldown ahead, the call fits at the latest start) returns before the libraries'
+-- ~30 closures and acquire's tables are built: that work was most of acquire's Redis CPU under load
+-- (bench_redis). It is the general path's operations for that case and
 -- no others (the contract tests compare both with strategy.py); any other case hands over to acquire.lua with
 -- the four reads already made (PRE), so nothing is read twice.
 -- Same KEYS, ARGV and reply as acquire.lua.
