@@ -209,7 +209,8 @@ def analyse_backlog(rows: list[dict[str, Any]], model: str, t0: float, cfg: Conf
     ok = sorted(r["t"] for r in mine if r["status"] == 200)
     quota_429 = sum(1 for r in mine if str(r["reason"]).startswith("quota:"))
     jobs, limit = cfg.backlog, cfg.rpm
-    drained_at = ok[jobs - limit - 1] if len(ok) >= jobs - limit else (ok[-1] if ok else t0)
+    # busy while at least a quota of jobs is unserved: until the admission that leaves fewer (bench_quota's rule)
+    drained_at = ok[jobs - limit] if len(ok) > jobs - limit else (ok[-1] if ok else t0)
     ends = [t0 + 0.5 * i for i in range(1, int((drained_at - t0) / 0.5) + 1)]
     busy = [window_count(ok, end, cfg.window_s) / limit for end in ends]
     first = [window_count(ok, end, cfg.window_s) / limit for end in ends if end <= t0 + cfg.window_s]
