@@ -13,6 +13,7 @@ from redis.exceptions import NoScriptError
 
 from genpool.shared import luascript
 
+RECORD = "_record.lua"  # first in every script: the record's format and the limit rule
 LIBRARY = "_window.lua"
 BUDGET_LIBRARY = "_budget.lua"
 USES_BUDGETS = frozenset(("acquire", "settle", "budget"))
@@ -22,14 +23,15 @@ FAST_PATHS = {"acquire": "acquire_fast.lua", "settle": "settle_fast.lua"}
 
 @cache
 def source(name: str, fast_path: bool = True) -> str:
-    """A script's full source: its fast path if it has one, the shared window library (and the budget one,
-    where used), then the body. ``fast_path=False``: the general path alone (the tests compare the two)."""
+    """A script's full source: the record's format, its fast path if it has one, the shared window library
+    (and the budget one, where used), then the body. ``fast_path=False``: the general path alone (the tests
+    compare the two)."""
     package = "genpool.shared.ratelimit"
     libraries = (LIBRARY, BUDGET_LIBRARY) if name in USES_BUDGETS else (LIBRARY,)
     parts = [luascript.read(package, f"lua/{part}") for part in (*libraries, f"{name}.lua")]
     if name in FAST_PATHS:  # left out, it read nothing: the general path finds PRE nil
         parts.insert(0, luascript.read(package, f"lua/{FAST_PATHS[name]}") if fast_path else "local PRE = nil")
-    return "\n".join(parts)
+    return "\n".join((luascript.read(package, f"lua/{RECORD}"), *parts))
 
 
 @dataclass(frozen=True)

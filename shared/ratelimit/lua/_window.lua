@@ -1,4 +1,5 @@
--- Shared by every limiter script: scripts.py prepends this file to each one before loading it.
+-- Shared by every limiter script: scripts.py prepends this file (after _record.lua, the record's format)
+-- to each one before loading it.
 -- It mirrors shared/ratelimit/strategy.py operation for operation (all integers, so both agree
 -- exactly; the contract tests compare them).
 --
@@ -6,9 +7,6 @@
 -- Slot k holds what started in [k * slot_ms, (k + 1) * slot_ms): requests, tokens, images, and the
 -- next non-empty slot, so the live slots form a list from lo (oldest) to hi (newest) and expiring one
 -- costs one HGET, whatever the gap to the next.
-local DAY_MS = 86400000
-local EPSILON = 1e-9
-local SLOTS_PER_WINDOW = 600
 local MAX_WALK = 256
 local DIMS = {'rpm', 'tpm', 'ipm'}
 local floor, ceil, min, max = math.floor, math.ceil, math.min, math.max
@@ -19,17 +17,8 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 end
 
-local function day_index(now, offset_ms)
-  return floor((now + offset_ms) / DAY_MS)
-end
-
 local function next_midnight_ms(now, offset_ms)
   return (day_index(now, offset_ms) + 1) * DAY_MS - offset_ms
-end
-
-local function effective_limit(limit, safety)
-  if limit <= 0 then return 0 end
-  return max(1, floor(limit * safety + EPSILON))
 end
 
 -- The model's rule from its limits hash, or nil when it has none (missing fields take the ModelLimits
@@ -38,11 +27,11 @@ end
 local function read_model(key, fields)
   local v = fields or redis.call('HMGET', key, 'rpm', 'tpm', 'ipm', 'rpd', 'window_ms', 'safety', 'guard_ms')
   if not (v[1] or v[2] or v[3] or v[4] or v[5] or v[6] or v[7]) then return nil end
-  local safety, window_ms = tonumber(v[6]) or 1, tonumber(v[5]) or 60000
+  local safety, window_ms = tonumber(v[6]) or 1, tonumber(v[5]) or DEFAULT_WINDOW_MS
   local lim = {}
   for i = 1, 3 do lim[i] = effective_limit(tonumber(v[i]) or 0, safety) end
   return {lim = lim, rpd = effective_limit(tonumber(v[4]) or 0, safety),
-          span = window_ms + (tonumber(v[7]) or 500), slot = max(1, ceil(window_ms / SLOTS_PER_WINDOW))}
+          span = window_ms + (tonumber(v[7]) or DEFAULT_GUARD_MS), slot = slot_ms_of(window_ms)}
 end
 
 local function free_at(model, k)
@@ -61,13 +50,6 @@ local function misfit(model, sums, costs)
   return ''
 end
 
--- The header is one string of integers (one GET, one SET: a hash of ten fields costs several times
--- more Redis CPU per acquire), -1 for none:
---   slot_ms lo hi last_ms s1 s2 s3 rpd_day rpd_count h1 h2 h3
--- s1..s3 sum the live slots; h1..h3 are the newest slot's own counts, kept here until a newer slot
--- starts: a burst of starts in one slot writes nothing but the header.
-local HEADER = '^(-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+)$'
-
 local function opt(n)
   if n < 0 then return nil end
   return n
@@ -81,16 +63,16 @@ local function parse_header(raw)
   return f
 end
 
--- A slot's fields in the slots hash: 'r t i next' (next = the next live slot).
+-- A slot's fields (_record.lua's SLOT).
 local function read_slot(skey, k)
   local raw = redis.call('HGET', skey, k)
   if not raw then return nil end
-  local r, t, i, n = string.match(raw, '^(-?%d+) (-?%d+) (-?%d+) (-?%d+)$')
+  local r, t, i, n = string.match(raw, SLOT)
   return {tonumber(r), tonumber(t), tonumber(i), tonumber(n)}
 end
 
 local function write_slot(skey, k, v, next_k)
-  redis.call('HSET', skey, k, string.format('%d %d %d %d', v[1], v[2], v[3], next_k))
+  redis.call('HSET', skey, k, string.format(SLOT_FORMAT, v[1], v[2], v[3], next_k))
 end
 
 -- The header, as a table the functions below update; writes happen in flush / add / save_header.
@@ -212,7 +194,7 @@ local function n(x)
 end
 
 local function save_header(wkey, w)
-  redis.call('SET', wkey, string.format('%d %d %d %d %d %d %d %d %d %d %d %d', w.slot, n(w.lo), n(w.hi),
+  redis.call('SET', wkey, string.format(HEADER_FORMAT, w.slot, n(w.lo), n(w.hi),
              w.last, w.sums[1], w.sums[2], w.sums[3], n(w.day), w.count, w.h[1], w.h[2], w.h[3]))
 end
 

@@ -18,7 +18,7 @@ local function drop_oldest(skey, lo, slot_ms, span, at, s1, s2, s3)
     if dead and #dead == MAX_FAST_POPS then return nil end
     local raw = redis.call('HGET', skey, lo)
     if not raw then return nil end
-    local r, t, i, n = string.match(raw, '^(-?%d+) (-?%d+) (-?%d+) (-?%d+)$')
+    local r, t, i, n = string.match(raw, SLOT)
     if not r then return nil end
     dead = dead or {}
     dead[#dead + 1] = lo
@@ -38,14 +38,13 @@ local function acquire_fast()
   PRE = {now = now, limits = v, state = st, header = raw}
   if not (v[1] or v[2] or v[3] or v[4] or v[5] or v[6] or v[7]) or not raw then return nil end
   if now < (tonumber(st[1]) or 0) or st[3] == '1' then return nil end
-  local slot, lo, hi, last, s1, s2, s3, day, count, h1, h2, h3 = string.match(raw,
-    '^(-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+)$')
+  local slot, lo, hi, last, s1, s2, s3, day, count, h1, h2, h3 = string.match(raw, HEADER)
   if not slot then return nil end
   lo, hi, last = tonumber(lo), tonumber(hi), tonumber(last)
-  local safety, window_ms = tonumber(v[6]) or 1, tonumber(v[5]) or 60000
-  local slot_ms = math.max(1, math.ceil(window_ms / 600))
+  local safety, window_ms = tonumber(v[6]) or 1, tonumber(v[5]) or DEFAULT_WINDOW_MS
+  local slot_ms = slot_ms_of(window_ms)
   if lo < 0 or hi < lo or tonumber(slot) ~= slot_ms then return nil end  -- empty record, or a slot-size change
-  local span = window_ms + (tonumber(v[7]) or 500)
+  local span = window_ms + (tonumber(v[7]) or DEFAULT_GUARD_MS)
   local earliest = math.max(now, last)
   if (hi + 1) * slot_ms - 1 + span <= earliest then return nil end  -- the whole record expired
   if (tonumber(st[5]) or 0) > earliest then return nil end
@@ -56,18 +55,16 @@ local function acquire_fast()
   if not lo then return nil end
   local c1, c2, c3 = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
   local sums, costs = {s1, s2, s3}, {c1, c2, c3}
-  for i = 1, 3 do  -- misfit: effective_limit in _window.lua
-    local limit = tonumber(v[i]) or 0
-    if limit > 0 then limit = math.max(1, math.floor(limit * safety + 1e-9)) end
+  for i = 1, 3 do  -- misfit() in _window.lua
+    local limit = effective_limit(tonumber(v[i]) or 0, safety)
     local c = costs[i]
     if limit > 0 and c > 0 and sums[i] + math.min(c, limit) > limit then return nil end
   end
   day, count = tonumber(day), tonumber(count)
-  local rpd = tonumber(v[4]) or 0
-  if rpd > 0 then rpd = math.max(1, math.floor(rpd * safety + 1e-9)) end
+  local rpd = effective_limit(tonumber(v[4]) or 0, safety)
   if rpd > 0 and c1 > 0 then  -- day_count, and the rpd check before any grant
     local offset_ms = tonumber(ARGV[5])
-    local today = math.floor((now + offset_ms) / 86400000)
+    local today = day_index(now, offset_ms)
     if day ~= today then count = 0 end
     if count + c1 > rpd then return nil end
     day, count = today, count + c1
@@ -76,11 +73,11 @@ local function acquire_fast()
   h1, h2, h3 = tonumber(h1), tonumber(h2), tonumber(h3)
   local k = math.floor(earliest / slot_ms)
   if k ~= hi then  -- add(): the newest slot moves from the header to the slots hash, linked to k
-    redis.call('HSET', KEYS[4], hi, string.format('%d %d %d %d', h1, h2, h3, k))
+    redis.call('HSET', KEYS[4], hi, string.format(SLOT_FORMAT, h1, h2, h3, k))
     redis.call('PEXPIRE', KEYS[4], (k + 1) * slot_ms - 1 + span - now + 1000)
     hi, h1, h2, h3 = k, 0, 0, 0
   end
-  redis.call('SET', KEYS[2], string.format('%d %d %d %d %d %d %d %d %d %d %d %d', slot_ms, lo, hi, earliest,
+  redis.call('SET', KEYS[2], string.format(HEADER_FORMAT, slot_ms, lo, hi, earliest,
              sums[1] + c1, sums[2] + c2, sums[3] + c3, day, count, h1 + c1, h2 + c2, h3 + c3))
   local reason = ''
   if wait_ms > 0 then reason = 'queued' end

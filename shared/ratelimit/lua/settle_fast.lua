@@ -16,8 +16,7 @@ local function settle_fast()
   local raw = redis.call('GET', KEYS[1])
   PRE = {header = raw}
   if not raw or tonumber(ARGV[5]) > 0 then return nil end
-  local slot, lo, hi, last, s1, s2, s3, day, count, h1, h2, h3 = string.match(raw,
-    '^(-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+) (-?%d+)$')
+  local slot, lo, hi, last, s1, s2, s3, day, count, h1, h2, h3 = string.match(raw, HEADER)
   if not slot then return nil end
   lo, hi = tonumber(lo), tonumber(hi)
   if lo < 0 then return nil end
@@ -31,7 +30,7 @@ local function settle_fast()
     else
       local field = redis.call('HGET', KEYS[2], k)
       if not field then return nil end  -- lost: a charge lands on the newest slot (settle.lua)
-      r, t, i, n = string.match(field, '^(-?%d+) (-?%d+) (-?%d+) (-?%d+)$')
+      r, t, i, n = string.match(field, SLOT)
       r, t, i = tonumber(r), tonumber(t), tonumber(i)
     end
     local nr, nt, ni = corrected(r, t, i, d1, d2, d3)
@@ -39,9 +38,9 @@ local function settle_fast()
     if k == hi then
       h1, h2, h3 = nr, nt, ni
     else
-      redis.call('HSET', KEYS[2], k, string.format('%d %d %d %d', nr, nt, ni, tonumber(n)))
+      redis.call('HSET', KEYS[2], k, string.format(SLOT_FORMAT, nr, nt, ni, tonumber(n)))
     end
-    redis.call('SET', KEYS[1], string.format('%d %d %d %d %d %d %d %d %d %d %d %d', slot, lo, hi, last,
+    redis.call('SET', KEYS[1], string.format(HEADER_FORMAT, slot, lo, hi, last,
                s1, s2, s3, day, count, h1, h2, h3))
   end
   return {'rpm', s1, 'tpm', s2, 'ipm', s3}
