@@ -125,6 +125,7 @@ class S3Store:
             # adds a CRC32 to every put by default, where S3 requires none for PutObject (boto3 before 1.36 sent
             # none either; TLS covers the transfer). Both cost CPU on every put.
             parameter_validation=False, request_checksum_calculation="when_required",
+            user_agent=user_agent(),
         )
         client = session(settings).client("s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region,
                                           config=config)
@@ -204,6 +205,17 @@ class S3Store:
     @property
     def client(self) -> Any:
         return self._client
+
+
+def user_agent() -> str:
+    """The S3 client's one User-Agent (boto3's session appends ``Botocore/<version>``): genpool and the versions
+    botocore's own names, without its per-request feature codes. botocore otherwise rebuilds its User-Agent
+    twice a request (~0.15 ms, 7 % of a put: #17)."""
+    import platform
+
+    import boto3
+
+    return f"genpool Boto3/{boto3.__version__} Python/{platform.python_version()}"
 
 
 def small_body_at_once(params: dict[str, Any], **_: Any) -> None:

@@ -17,6 +17,7 @@ from genpool.shared.storage import (
     StoredObject,
     pack_metadata,
     unpack_metadata,
+    user_agent,
 )
 
 ANSWER: dict[str, str] = {}
@@ -91,3 +92,12 @@ def test_metadata_packs_into_one_ascii_header_and_back(meta: dict[str, str]) -> 
     assert len(packed) == (1 if meta else 0)
     assert all(v.isascii() for v in packed.values())
     assert unpack_metadata(packed) == meta
+
+
+def test_every_put_carries_one_user_agent_built_once(store_and_sent: tuple[S3Store, list[Any]]) -> None:
+    store, sent = store_and_sent
+    _put(store, b"a")
+    _put(store, b"b")
+    (agent,) = {request.headers["User-Agent"].decode() for request in sent}
+    assert agent.startswith(f"{user_agent()} Botocore/")
+    assert user_agent().startswith("genpool Boto3/")
