@@ -180,6 +180,7 @@ def run_one(settings: Settings, concurrency: int, burst: bool, max_jobs: int = 0
         runtime.metrics.start()
     log.info("worker %s: %d jobs in flight at most, queues %s%s", worker.name, concurrency,
              ", ".join(q.name for q in worker.queues), f", recycled after {max_jobs} jobs" if max_jobs else "")
+    memory.freeze_startup_heap()  # the last thing before the first job
     try:
         worker.work(burst=burst, logging_level=logging.getLevelName(logs.rq_level(settings.log_level)), max_jobs=max_jobs or None)
     except SystemExit:

@@ -6,12 +6,14 @@ threads freed, and the process's RSS creeps up while tracemalloc's traced total 
 arenas (``mallopt(M_ARENA_MAX)``, what ``MALLOC_ARENA_MAX`` sets) before the job threads start levels it
 off; recycling a process after ``GENPOOL_WORKER_MAX_JOBS`` jobs bounds whatever else accumulates, without
 losing a job (the process stops dequeuing, finishes its jobs in flight, exits; the supervisor starts a new one).
+What is built before the first job is frozen out of the cyclic collector's sight (``freeze_startup_heap``).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 import subprocess
 import threading
@@ -32,6 +34,16 @@ def cap_arenas(count: int) -> bool:
         return bool(libc.mallopt(M_ARENA_MAX, count))
     except (OSError, AttributeError):  # musl, macOS: no mallopt / no arenas of this kind
         return False
+
+
+def freeze_startup_heap() -> int:
+    """Move what exists before the first job (modules, the SDKs' models, the catalog, the clients: ~200k
+    objects, all living as long as the process) out of the cyclic collector's sight, so that a full
+    collection under load scans only what jobs made: one such collection cost ~150 ms, about once every
+    1,500 jobs, ~0.1 ms a job (#17). Reference counting still frees them; returns how many were frozen."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def supervise(procs: list[subprocess.Popen[bytes]], spawn: Callable[[], subprocess.Popen[bytes]], *,

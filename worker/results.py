@@ -20,6 +20,7 @@ from genpool.shared.storage import ObjectStore, StoredObject, content_type, obje
 from genpool.worker.answers import Generation
 from genpool.worker.gemini import Turn
 from genpool.worker.metricsflush import MetricsFlusher
+from genpool.worker.policy import first_then_retry
 from genpool.worker.ports import Later
 from genpool.worker.spool import Spool
 
@@ -92,13 +93,19 @@ class ResultStore:
         """Upload, or keep the paid answer in the spool. S3 down: the job goes on (its record points at the
         key the drainer will fill). S3 refusing genpool (no bucket, bad credentials): kept too, and the job
         fails with a configuration record (StorageConfigError); jobs after it fail before their call."""
-        upload = self._upload.copy()  # one per call: job threads upload concurrently
+        loops: list[tenacity.Retrying] = []
+
+        def upload() -> tenacity.Retrying:  # one per call: job threads upload concurrently
+            loops.append(self._upload.copy())
+            return loops[0]
+
         try:
-            upload(self._store.put, obj)
+            first_then_retry(upload, self._store.put, obj)
             self._misconfigured = None
             return
         except StorageUnavailable as exc:
-            log.warning("upload of %s failed %d times (%s)", obj.key, upload.statistics.get("attempt_number", 0), exc)
+            attempts = loops[0].statistics.get("attempt_number", 0) if loops else 1
+            log.warning("upload of %s failed %d times (%s)", obj.key, attempts, exc)
         except StorageConfigError as exc:
             self._misconfigured = (exc, self._clock())
             self._keep(obj)

@@ -6,6 +6,8 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
+import tenacity
+
 from genpool.shared import contract
 from genpool.shared import errors as e
 from genpool.shared.budget import EXHAUSTED, CostEstimator, cost_micro
@@ -311,9 +313,12 @@ class Runner:
     def _on_model(self, call: Call, spec: ModelSpec, trace: Trace, deadline_at: float, tokens: int,
                   max_wait_s: float) -> Generation:
         ports = self.ports
-        retrying = policy.retrying(spec.max_retries, deadline_at, self.config.max_limiter_wait_s,
+
+        def retrying() -> tenacity.Retrying:
+            return policy.retrying(spec.max_retries, deadline_at, self.config.max_limiter_wait_s,
                                    clock=ports.clock, sleep=ports.sleep, backoff=self.config.backoff)
-        return retrying(self._attempt, call, spec, trace, deadline_at, tokens, max_wait_s)
+
+        return policy.first_then_retry(retrying, self._attempt, call, spec, trace, deadline_at, tokens, max_wait_s)
 
     def _attempt(self, call: Call, spec: ModelSpec, trace: Trace, deadline_at: float, tokens: int,
                  max_wait_s: float) -> Generation:

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from genpool.shared.storage import unpack_metadata
+
 pytestmark = pytest.mark.integration
 
 PRIMARY, SECOND, THIRD = "gemini-3.8-flash", "gemini-3.5-flash", "gemini-3.1-flash-lite"
@@ -237,7 +239,7 @@ def test_max_tokens_text_keeps_answer_json_fails(stack):
     assert text.model_used == PRIMARY and text.fallbacks_used == 0
     assert read_body(stack, text)  # the truncated answer is kept
     head = stack.s3.head_object(Bucket=stack.bucket, Key=text.storage.key)
-    assert head["Metadata"]["finish-reason"] == "MAX_TOKENS"
+    assert unpack_metadata(head["Metadata"])["finish-reason"] == "MAX_TOKENS"
 
     js = stack.pool.submit({"kind": "json", "prompt": "rate it [[max_tokens]]", "json_schema": SCHEMA}).wait(
         timeout_s=20)

@@ -7,6 +7,8 @@ import zlib
 
 import pytest
 
+from genpool.shared.storage import unpack_metadata
+
 pytestmark = pytest.mark.integration
 
 SCHEMA = {"type": "object", "properties": {"title": {"type": "string"}, "score": {"type": "integer"}},
@@ -31,8 +33,10 @@ def assert_complete(record, stack, kind: str) -> None:
     assert record.id in record.storage.key
     assert stack.tags(record.storage.key) == {"model": record.model_used, "kind": kind}
     head = stack.s3.head_object(Bucket=stack.bucket, Key=record.storage.key)
-    assert head["Metadata"]["job-id"] == record.id
-    assert head["Metadata"]["finish-reason"] == "STOP"
+    assert list(head["Metadata"]) == ["genpool"]  # one header, packed (#17)
+    meta = unpack_metadata(head["Metadata"])
+    assert meta["job-id"] == record.id and meta["model"] == record.model_used
+    assert meta["finish-reason"] == "STOP" and int(meta["prompt-tokens"]) == record.prompt_tokens
 
 
 def body(stack, record) -> bytes:

@@ -17,6 +17,7 @@ import pytest
 from genpool.devstack import services
 from genpool.devstack.stack import stack_env
 from genpool.shared import keys
+from genpool.shared.storage import unpack_metadata
 from tests.conftest import SIM_TEST_KEY, Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(180)]
@@ -87,7 +88,7 @@ def test_s3_outage_spools_results_and_uploads_them_later(s3_stack):
     assert {r.storage.key for r in results} == set(object_keys)
     for r in results:
         head = stack.s3.head_object(Bucket=r.storage.bucket, Key=r.storage.key)
-        assert head["Metadata"]["job-id"] == r.id
+        assert unpack_metadata(head["Metadata"])["job-id"] == r.id
         assert head["ContentLength"] > 0
     assert stack.redis.scard(keys.spool_index()) == 0, "uploaded results are still listed as spooled"
     assert list(spool_dir.glob("*.body")) == []

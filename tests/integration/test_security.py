@@ -27,6 +27,7 @@ from genpool.devstack import services
 from genpool.devstack.stack import WorkerGroup, stack_env
 from genpool.shared import keys
 from genpool.shared.errors import ValidationError
+from genpool.shared.storage import unpack_metadata
 from tests.conftest import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -139,7 +140,7 @@ def _s3_dump(stack: Stack) -> list[str]:
         out.append(key)
         obj = stack.s3.get_object(Bucket=stack.bucket, Key=key)
         out.append(obj["Body"].read().decode("latin-1"))
-        out.append(json.dumps(obj.get("Metadata", {})))
+        out.append(json.dumps(unpack_metadata(obj.get("Metadata", {}))))  # packed URL-encoded: read it decoded
         out.append(json.dumps(stack.tags(key)))
     return out
 

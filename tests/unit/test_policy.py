@@ -257,3 +257,63 @@ def test_after_model_decides_defer_fail_or_fallback(exc: Exception, step: str) -
 def test_breaker_signal(exc: Exception, probe: bool, signal: str | None) -> None:
     assert policy.breaker_signal(exc, probe) == signal
     assert policy.model_answered(exc) is (signal != "failure")
+
+
+# --- first_then_retry: the loop is built only for a failed first attempt --------------------------------
+
+class Builds:
+    """Counts how often the retry loop is built."""
+
+    def __init__(self, t: FakeTime, **kwargs: float) -> None:
+        self.t, self.kwargs, self.count = t, kwargs, 0
+
+    def __call__(self):
+        self.count += 1
+        return loop(self.t, **self.kwargs)  # type: ignore[arg-type]
+
+
+def test_a_first_attempt_that_succeeds_builds_no_loop() -> None:
+    builds = Builds(FakeTime())
+    fn = Script()
+    assert policy.first_then_retry(builds, fn) == "ok"
+    assert (fn.calls, builds.count) == (1, 0)
+
+
+def test_first_then_retry_passes_the_arguments_on_every_attempt() -> None:
+    seen: list[tuple[int, str]] = []
+
+    def fn(n: int, s: str) -> str:
+        seen.append((n, s))
+        if len(seen) < 3:
+            raise e.ServerError("503")
+        return s * n
+
+    assert policy.first_then_retry(Builds(FakeTime(), max_retries=3), fn, 2, "a") == "aa"
+    assert seen == [(2, "a")] * 3
+
+
+SCRIPTS = [
+    lambda: Script(e.CallTimeout("t"), e.UnusableAnswer("no image")),
+    lambda: always(lambda: e.ServerError("503")),
+    lambda: Script(e.RateLimited("429", retry_after_s=3.0), e.RateLimited("429", retry_after_s=0.2)),
+    lambda: always(lambda: e.RateLimited("429", retry_after_s=30.0)),
+    lambda: always(lambda: e.AuthError("401")),
+    lambda: always(lambda: e.RateLimited("429", retry_after_s=4.0)),
+]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize(("max_retries", "deadline_at"), [(0, 1000.0), (2, 1000.0), (5, 3.0), (50, 2.0)])
+def test_first_then_retry_does_what_the_loop_does(script: Callable[[], Script], max_retries: int,
+                                                  deadline_at: float) -> None:
+    """Same attempts, same sleeps (never sooner than RetryInfo), same outcome as the loop making every attempt."""
+    def run(through_first: bool) -> tuple[object, int, list[float]]:
+        t, fn = FakeTime(), script()
+        builds = Builds(t, max_retries=max_retries, deadline_at=deadline_at)
+        try:
+            out: object = policy.first_then_retry(builds, fn) if through_first else builds()(fn)
+        except e.GenpoolError as exc:
+            out = type(exc)
+        return out, fn.calls, t.sleeps
+
+    assert run(through_first=True) == run(through_first=False)
