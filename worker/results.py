@@ -93,18 +93,19 @@ class ResultStore:
         """Upload, or keep the paid answer in the spool. S3 down: the job goes on (its record points at the
         key the drainer will fill). S3 refusing genpool (no bucket, bad credentials): kept too, and the job
         fails with a configuration record (StorageConfigError); jobs after it fail before their call."""
-        loops: list[tenacity.Retrying] = []
+        upload: tenacity.Retrying | None = None
 
-        def upload() -> tenacity.Retrying:  # one per call: job threads upload concurrently
-            loops.append(self._upload.copy())
-            return loops[0]
+        def retry_loop() -> tenacity.Retrying:  # one per call: job threads upload concurrently
+            nonlocal upload
+            upload = self._upload.copy()
+            return upload
 
         try:
-            first_then_retry(upload, self._store.put, obj)
+            first_then_retry(retry_loop, self._store.put, obj)
             self._misconfigured = None
             return
         except StorageUnavailable as exc:
-            attempts = loops[0].statistics.get("attempt_number", 0) if loops else 1
+            attempts = upload.statistics.get("attempt_number", 0) if upload is not None else 1
             log.warning("upload of %s failed %d times (%s)", obj.key, attempts, exc)
         except StorageConfigError as exc:
             self._misconfigured = (exc, self._clock())

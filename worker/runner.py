@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-
-import tenacity
+from functools import partial
 
 from genpool.shared import contract
 from genpool.shared import errors as e
@@ -123,6 +122,8 @@ class Runner:
     def _run(self, envelope: Envelope, route: Route, rerun: bool, later: Later | None) -> ResultRecord:
         request = envelope.request
         progress = Progress(self.ports.events if envelope.events else None, envelope.job_id)
+        if progress.enabled:  # a live client's "ended" event follows the record it announces: written at once
+            later = None
         trace = Trace(envelope.job_id, request.kind, self.ports.wall(), route.chain, version=route.version,
                       arm=route.arm, progress=progress, account=envelope.account)
         progress.emit("started", rerun=rerun)
@@ -313,11 +314,8 @@ class Runner:
     def _on_model(self, call: Call, spec: ModelSpec, trace: Trace, deadline_at: float, tokens: int,
                   max_wait_s: float) -> Generation:
         ports = self.ports
-
-        def retrying() -> tenacity.Retrying:
-            return policy.retrying(spec.max_retries, deadline_at, self.config.max_limiter_wait_s,
-                                   clock=ports.clock, sleep=ports.sleep, backoff=self.config.backoff)
-
+        retrying = partial(policy.retrying, spec.max_retries, deadline_at, self.config.max_limiter_wait_s,
+                           clock=ports.clock, sleep=ports.sleep, backoff=self.config.backoff)
         return policy.first_then_retry(retrying, self._attempt, call, spec, trace, deadline_at, tokens, max_wait_s)
 
     def _attempt(self, call: Call, spec: ModelSpec, trace: Trace, deadline_at: float, tokens: int,
@@ -419,9 +417,8 @@ class Runner:
         ref = self.ports.results.store_output(envelope.job_id, request.kind, model, gen)
         cost = spec.cost_usd(gen.prompt_tokens, gen.output_tokens, gen.images)
         record = trace.success(model, gen, cost, ref, self.ports.wall(), _conversation(request))
-        # A live client's "ended" event follows the record it announces: such a job writes it at once.
         self.ports.results.save(record, trace.metrics, _new_turns(request, gen.text), _state(request, gen.body),
-                                notify=envelope.notify, later=None if trace.progress is not None and trace.progress.enabled else later)
+                                notify=envelope.notify, later=later)
         if trace.progress is not None:
             trace.progress.ended(record)
         return record
