@@ -1,7 +1,8 @@
-"""`python -m genpool.worker.main` that also accepts the benchmark's bare no-op job (bench.workerkit.noop).
+"""`python -m genpool.worker.main` that also accepts the benchmark's bare jobs: the no-op
+(bench.workerkit.noop) and the irreducible parts composed in one job (bench.workerkit.parts).
 
-Only for bench_cpu's baseline: the same PoolWorker, concurrency and settings run both the no-op jobs and
-genpool's jobs, so their CPU per job compares one worker process with itself.
+Only for bench_cpu's baselines: the same PoolWorker, concurrency and settings run them and genpool's jobs,
+so their CPU per job compares one worker process with itself.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from bench import workerkit
 from genpool.worker import jobguard, main
 
 NOOP = "bench.workerkit.noop"
+PARTS = "bench.workerkit.parts"
 
 if __name__ == "__main__":
     jobguard.ENTRY_POINTS[NOOP] = lambda: workerkit.noop
+    jobguard.ENTRY_POINTS[PARTS] = lambda: workerkit.parts
     sys.exit(main.main())

@@ -7,8 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,8 +148,25 @@ def noop(envelope: Any) -> None:
     return None
 
 
-def enqueue_noops(queue: Queue, count: int) -> list[str]:
-    datas = [Queue.prepare_data("bench.workerkit.noop", args=[{}], result_ttl=600) for _ in range(count)]
+_PARTS: list[Callable[[int], object]] = []
+_PARTS_LOCK = threading.Lock()
+
+
+def parts(envelope: Any) -> None:
+    """The irreducible parts composed in one RQ job: bench.raw_calls' google-genai call and boto3 put, the
+    same requests and client settings it measures each alone in a loop, clients built once per process."""
+    with _PARTS_LOCK:
+        if not _PARTS:
+            from bench import raw_calls
+
+            _PARTS.extend((raw_calls.genai_call(), raw_calls.s3_put(raw_calls.BODY_BYTES)))
+    for op in _PARTS:
+        op(0)
+
+
+def enqueue_noops(queue: Queue, count: int, func: str = "bench.workerkit.noop") -> list[str]:
+    """``count`` bare jobs naming ``func`` (the no-op, or the composed parts) with one empty argument."""
+    datas = [Queue.prepare_data(func, args=[{}], result_ttl=600) for _ in range(count)]
     with queue.connection.pipeline() as pipe:
         jobs = queue.enqueue_many(datas, pipeline=pipe)
         pipe.execute()
@@ -160,5 +178,5 @@ def wait_finished(queue: Queue, count_before: int, count: int, timeout_s: float 
     deadline = time.monotonic() + timeout_s
     while queue.finished_job_registry.count < count_before + count:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{count} no-op jobs not finished within {timeout_s} s")
+            raise RuntimeError(f"{count} bare jobs not finished within {timeout_s} s")
         time.sleep(0.05)
