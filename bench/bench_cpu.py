@@ -25,7 +25,7 @@ TITLE = "CPU per finished job (target 2: <= 1.25x its irreducible parts)"
 TARGET = 1.25
 CONCURRENCY = 32
 JOBS = 800
-ROUNDS = 5
+ROUNDS = 7
 PROMPT = "Write a two-line poem about job number {i} of a worker pool."
 
 
