@@ -175,8 +175,9 @@ def markdown(figures: dict[str, Any]) -> str:
         f"One worker process (PoolWorker, {f['concurrency']} job threads), simulator at 0 ms latency; worker CPU "
         f"(user+sys from /proc) over {f['jobs']} jobs per batch, {f['rounds']} rounds, the three kinds of job "
         "alternated. Raw parts alone: each in a process of its own, same simulator and S3 server, reused clients. "
-        "The parts composed: one RQ job (bench.workerkit.parts) that makes the same raw call and the same raw put, "
-        "on the same worker, threads and clients' settings as genpool's jobs.",
+        "The parts composed: one RQ job (bench.workerkit.parts) that makes the same raw call (a default google-genai "
+        "Client) and the same raw put (genpool's own S3 client), on the same worker process and threads as genpool's "
+        "jobs.",
         "",
         "| per finished job | CPU ms | against the sum of the parts |",
         "|---|---:|---:|",
