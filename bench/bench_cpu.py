@@ -44,9 +44,9 @@ def _genpool_batch(pool: Any, count: int) -> None:
         raise RuntimeError(f"{len(failed)} of {count} genpool jobs did not finish: {failed[:1]}")
 
 
-def _noop_batch(queue: Any, count: int, func: str = "bench.workerkit.noop") -> None:
+def _bare_batch(queue: Any, count: int, func: str = workerkit.NOOP) -> None:
     before = queue.finished_job_registry.count
-    workerkit.enqueue_noops(queue, count, func)
+    workerkit.enqueue_bare(queue, count, func)
     workerkit.wait_finished(queue, before, count)
 
 
@@ -74,8 +74,8 @@ def measure_raw(st: workerkit.Stack, part: str, count: int, threads: int) -> flo
 
 def one_round(st: workerkit.Stack, pid: int, queue: Any, pool: Any, jobs: int) -> dict[str, float]:
     """Everything measured back to back, so a burst of load from elsewhere hits one round, not one side."""
-    row = {"noop_ms": _cpu_of(pid, _noop_batch, queue, jobs) * 1000 / jobs,
-           "composed_ms": _cpu_of(pid, _noop_batch, queue, jobs, "bench.workerkit.parts") * 1000 / jobs,
+    row = {"noop_ms": _cpu_of(pid, _bare_batch, queue, jobs) * 1000 / jobs,
+           "composed_ms": _cpu_of(pid, _bare_batch, queue, jobs, workerkit.PARTS) * 1000 / jobs,
            "job_ms": _cpu_of(pid, _genpool_batch, pool, jobs) * 1000 / jobs}
     for name, (part, threads) in RAW_PARTS.items():
         row[name] = measure_raw(st, part, jobs, threads)
@@ -97,8 +97,8 @@ def measure(st: workerkit.Stack, jobs: int, rounds: int) -> dict[str, Any]:
         workerkit.wait_for_workers(conn, 1, group.procs)
         pid = group.procs[0].pid
         queue, pool = workerkit.default_queue(conn), _producer(st)
-        _noop_batch(queue, 200)  # warm up every path
-        _noop_batch(queue, 200, "bench.workerkit.parts")
+        _bare_batch(queue, 200)  # warm up every path
+        _bare_batch(queue, 200, workerkit.PARTS)
         _genpool_batch(pool, 200)
         rows = [one_round(st, pid, queue, pool, jobs) for _ in range(rounds)]
         figures: dict[str, Any] = {name: statistics.median(r[name] for r in rows) for name in rows[0]}

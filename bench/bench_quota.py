@@ -217,7 +217,7 @@ def busy_ends(ok_times: list[float], t0: float, cfg: Config, first_s: float) -> 
     of those windows (it could start a whole quota in any of them). With a backlog of whole windows, the
     (backlog - quota)-th admission leaves exactly one quota, which a window limiter starts only a window
     later: stopping there would keep only the windows of a replayed burst."""
-    drained_at = _admission(ok_times, cfg.backlog - cfg.chain_quota, t0)  # fewer than a quota left after it
+    drained_at = admission(ok_times, cfg.backlog - cfg.chain_quota, t0)  # fewer than a quota left after it
     ends, end = [], t0 + first_s
     while end < drained_at:
         ends.append(end)
@@ -225,8 +225,8 @@ def busy_ends(ok_times: list[float], t0: float, cfg: Config, first_s: float) -> 
     return ends
 
 
-def _admission(ok_times: list[float], index: int, t0: float) -> float:
-    """The index-th admission (0-based); the last one if the run stopped before it."""
+def admission(ok_times: list[float], index: int, t0: float) -> float:
+    """The index-th admission (0-based); the last one if the run stopped before it (t0: none at all)."""
     if index < len(ok_times):
         return ok_times[index]
     return ok_times[-1] if ok_times else t0
@@ -235,7 +235,7 @@ def _admission(ok_times: list[float], index: int, t0: float) -> float:
 def replay_ends(ok_times: list[float], t0: float, cfg: Config) -> list[float]:
     """The steady windows that end while the second window replays the first one's burst: from t0 + W until
     the (backlog - quota)-th admission. Each loses `rate x (guard + lateness)` (docs/ratelimit.md)."""
-    until = _admission(ok_times, cfg.backlog - cfg.chain_quota - 1, t0)
+    until = admission(ok_times, cfg.backlog - cfg.chain_quota - 1, t0)
     return [end for end in busy_ends(ok_times, t0, cfg, cfg.window_s) if end <= until]
 
 

@@ -92,7 +92,7 @@ def _genpool_jobs(pool: Any, count: int) -> Callable[[], None]:
 def _noop_jobs(queue: Any, count: int) -> Callable[[], None]:
     def run() -> None:
         before = queue.finished_job_registry.count
-        workerkit.enqueue_noops(queue, count)
+        workerkit.enqueue_bare(queue, count)
         workerkit.wait_finished(queue, before, count)
     return run
 

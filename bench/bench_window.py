@@ -19,7 +19,6 @@ the jobs were submitted (no phase a user waits through is left out):
 from __future__ import annotations
 
 import argparse
-import bisect
 import json
 import shutil
 import subprocess
@@ -33,7 +32,7 @@ from typing import Any
 
 import redis
 
-from bench.bench_quota import stop_procs, wait_until
+from bench.bench_quota import admission, stop_procs, wait_until, window_count
 from genpool.devstack import services
 from genpool.devstack.stack import SIM_KEY, SimAdmin, WorkerGroup, create_bucket, stack_env
 from genpool.shared.ratelimit.limits import DEFAULT_GUARD_MS
@@ -186,11 +185,6 @@ def read_log(path: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["t"])
 
 
-def window_count(times: list[float], end: float, window_s: float) -> int:
-    """Events in (end - window_s, end], the simulator's own window."""
-    return bisect.bisect_right(times, end) - bisect.bisect_right(times, end - window_s)
-
-
 def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
@@ -209,8 +203,7 @@ def analyse_backlog(rows: list[dict[str, Any]], model: str, t0: float, cfg: Conf
     ok = sorted(r["t"] for r in mine if r["status"] == 200)
     quota_429 = sum(1 for r in mine if str(r["reason"]).startswith("quota:"))
     jobs, limit = cfg.backlog, cfg.rpm
-    # busy while at least a quota of jobs is unserved: until the admission that leaves fewer (bench_quota's rule)
-    drained_at = ok[jobs - limit] if len(ok) > jobs - limit else (ok[-1] if ok else t0)
+    drained_at = admission(ok, jobs - limit, t0)  # bench_quota's rule: busy while a quota of jobs is unserved
     ends = [t0 + 0.5 * i for i in range(1, int((drained_at - t0) / 0.5) + 1)]
     busy = [window_count(ok, end, cfg.window_s) / limit for end in ends]
     first = [window_count(ok, end, cfg.window_s) / limit for end in ends if end <= t0 + cfg.window_s]

@@ -12,10 +12,7 @@ import sys
 from bench import workerkit
 from genpool.worker import jobguard, main
 
-NOOP = "bench.workerkit.noop"
-PARTS = "bench.workerkit.parts"
-
 if __name__ == "__main__":
-    jobguard.ENTRY_POINTS[NOOP] = lambda: workerkit.noop
-    jobguard.ENTRY_POINTS[PARTS] = lambda: workerkit.parts
+    jobguard.ENTRY_POINTS[workerkit.NOOP] = lambda: workerkit.noop
+    jobguard.ENTRY_POINTS[workerkit.PARTS] = lambda: workerkit.parts
     sys.exit(main.main())

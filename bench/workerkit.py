@@ -148,6 +148,8 @@ def noop(envelope: Any) -> None:
     return None
 
 
+NOOP = "bench.workerkit.noop"  # what a bare job names: the no-op, or the parts composed (below)
+PARTS = "bench.workerkit.parts"
 _PARTS: list[Callable[[int], object]] = []
 _PARTS_LOCK = threading.Lock()
 
@@ -164,7 +166,7 @@ def parts(envelope: Any) -> None:
         op(0)
 
 
-def enqueue_noops(queue: Queue, count: int, func: str = "bench.workerkit.noop") -> list[str]:
+def enqueue_bare(queue: Queue, count: int, func: str = NOOP) -> list[str]:
     """``count`` bare jobs naming ``func`` (the no-op, or the composed parts) with one empty argument."""
     datas = [Queue.prepare_data(func, args=[{}], result_ttl=600) for _ in range(count)]
     with queue.connection.pipeline() as pipe:
