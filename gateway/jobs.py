@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Body, Header, Path, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -16,7 +16,7 @@ from genpool.gateway.auth import Caller, GatewayDep
 from genpool.gateway.errors import ApiError, InvalidRequest, NotFound, TooLarge
 from genpool.gateway.schemas import ERRORS, public_record
 from genpool.shared.events import JobEvent
-from genpool.shared.jobs import ChatRequest
+from genpool.shared.jobs import ChatRequest, ResultRecord
 from genpool.shared.jobs import Request as JobRequest
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -69,6 +69,10 @@ async def submit(
     return jobs[0]
 
 
+#: A record's statuses: a job with one of them has its record (the status is read from it).
+TERMINAL = frozenset(get_args(ResultRecord.model_fields["status"].annotation))
+
+
 class JobStatus(BaseModel):
     id: str
     status: str  # queued | started | scheduled | deferred (finished and failed come as the whole record)
@@ -81,7 +85,11 @@ async def get_job(job_id: JobId, caller: Caller,
     await gw.limits.admit(caller)
     record = await gw.owned_record(job_id, caller.name)
     if record is None:
-        return JobStatus(id=job_id, status=await gw.status(job_id)).model_dump()
+        status = await gw.status(job_id)
+        if status in TERMINAL:  # it ended between the two reads: the status came from its record, there now
+            record = await gw.owned_record(job_id, caller.name)
+        if record is None:
+            return JobStatus(id=job_id, status=status).model_dump()
     return public_record(record)
 
 

@@ -195,3 +195,28 @@ def test_the_body_and_the_batch_have_size_limits(stack: Stack) -> None:
         assert many.status_code == 413 and "at most 2" in many.json()["message"]
         assert queued(stack) == 0
         api.close()
+
+
+def test_a_job_that_ends_between_the_record_read_and_the_status_read_answers_with_its_record(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway reads the record, then (none yet) the status, which reads the record again: a job that
+    ended in between (its end MULTI writes record and status at once) said "finished" with no record."""
+    from genpool.gateway.context import Gateway
+    from genpool.shared.jobs import ResultRecord
+
+    with running_gateway(stack) as server:  # no worker: the job stays queued until the record is written
+        api = Api(server.url, make_token(stack.env["REDIS_URL"], "acme"))
+        job_id = api.submit({"kind": "text", "prompt": "ends mid-read"}).json()["id"]
+        assert api.http.get(f"/v1/jobs/{job_id}").json() == {"id": job_id, "status": "queued"}
+        ended = ResultRecord(id=job_id, status="finished", kind="text", model_used=HEAD, cost_usd=0.25,
+                             account="acme")
+        status = Gateway.status
+
+        async def ends_now(self: Gateway, job_id_: str) -> str:  # the worker's end lands between the reads
+            stack.redis.set(keys.result(job_id_), ended.model_dump_json())
+            return await status(self, job_id_)
+
+        monkeypatch.setattr(Gateway, "status", ends_now)
+        body = api.http.get(f"/v1/jobs/{job_id}").json()
+        api.close()
+    assert body["status"] == "finished" and body["cost_usd"] == 0.25 and body["model_used"] == HEAD
