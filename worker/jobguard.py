@@ -19,7 +19,7 @@ from rq.job import Job
 from genpool.shared import contract
 from genpool.shared.contract import TASK
 from genpool.shared.errors import Permanent
-from genpool.shared.jobs import ErrorInfo, ResultRecord
+from genpool.shared.jobs import Envelope, ErrorInfo, ResultRecord
 from genpool.shared.metrics import MetricsBatch
 from genpool.worker.rqcompat.job import GuardedJob
 
@@ -49,6 +49,9 @@ class GenpoolJob(GuardedJob):
     None; the entry point's return value, a pointer to the record, is not stored)."""
 
     rq_result = False
+    #: The job's envelope, parsed once: by the worker's start when it makes the job's first acquire there
+    #: (``tasks.read_envelope``), else by the run.
+    envelope: Envelope | None = None
 
     def resolve(self) -> Callable[..., Any]:
         name = self.func_name  # DeserializationError for anything that is not genpool's JSON

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 from rq import Queue
 from rq.executions import Execution
 from rq.job import Job
@@ -23,11 +25,14 @@ from rq.serializers import JSONSerializer
 
 from genpool.shared import keys
 from genpool.shared.errors import BudgetDeferred, Deferred
+from genpool.worker import tasks
 from genpool.worker.abandoned import record_abandoned
+from genpool.worker.ahead import Grant
 from genpool.worker.jobguard import GenpoolJob, record_refusal, refused
 from genpool.worker.rqcompat.scheduler import reschedule_now
 from genpool.worker.rqcompat.worker import ThreadedWorker
-from genpool.worker.runner import JobFailed
+from genpool.worker.runner import JobFailed, Runner
+from genpool.worker.runtime import get_runtime
 
 log = logging.getLogger("genpool.worker")
 
@@ -41,6 +46,38 @@ class PoolWorker(ThreadedWorker):
         kwargs.setdefault("serializer", JSONSerializer)
         kwargs.setdefault("exception_handlers", [record_refusal, record_abandoned])
         super().__init__(*args, **kwargs)
+        self._ahead_of: dict[str, Runner] = {}  # jobs started with a decision made ahead -> whose it is
+
+    def ride_start(self, job: Job, pipeline: Pipeline) -> Callable[[list[Any]], None] | None:
+        """A first run's first acquire (its chain's head model) rides the job's start MULTI (worker/ahead.py)."""
+        if not isinstance(job, GenpoolJob) or tasks.started_before(job):
+            return None
+        envelope = tasks.read_envelope(job)
+        runtime = get_runtime()
+        if envelope is None or envelope.job_id != job.id or not same_redis(runtime.redis, self.connection):
+            return None
+        runner = runtime.runner
+        plan = runner.first_acquire(envelope)
+        if plan is None:
+            return None
+        read = runtime.limiter.acquire_on(pipeline, plan.model, requests=1, tokens=plan.tokens, images=plan.images,
+                                          max_wait_ms=plan.max_wait_ms, cost_micro=plan.cost_micro)
+
+        def keep(replies: list[Any]) -> None:
+            decision = read(replies[0])
+            if decision is not None:
+                runner.ahead.put(job.id, Grant(plan, decision, runner.ports.clock()))
+                self._ahead_of[job.id] = runner
+
+        return keep
+
+    def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
+        try:
+            return super().perform_job(job, queue, execution)
+        finally:
+            runner = self._ahead_of.pop(job.id, None)
+            if runner is not None:  # a decision made ahead that the run did not take: a grant goes back
+                runner.release_ahead(job.id)
 
     def on_job_failure(self, job: Job, queue: Queue, execution: Execution, exc: BaseException | None) -> bool:
         if isinstance(exc, Deferred):
@@ -61,6 +98,12 @@ class PoolWorker(ThreadedWorker):
             log.warning("job %s failed: %s: %s", exc.record.id, error.type if error else "failed", exc)
             return True
         return refused(exc)
+
+
+def same_redis(a: redis.Redis, b: redis.Redis) -> bool:
+    """Both clients reach the same Redis database: a limiter call rides RQ's round trip only then."""
+    ka, kb = a.connection_pool.connection_kwargs, b.connection_pool.connection_kwargs
+    return all(ka.get(name) == kb.get(name) for name in ("host", "port", "path", "db"))
 
 
 def park(connection: redis.Redis, queue_name: str, job_id: str) -> None:

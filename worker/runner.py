@@ -15,6 +15,7 @@ from genpool.shared.jobs import ChatRequest, Envelope, ImageRequest, Request, Re
 from genpool.shared.ratelimit.limits import WINDOW_DIMS
 from genpool.shared.routing import LiveRouting, Route, RoutingTable
 from genpool.worker import policy
+from genpool.worker.ahead import Ahead, Plan
 from genpool.worker.answers import Generation
 from genpool.worker.cache import CachedAnswer, ResponseCache, cache_key
 from genpool.worker.gemini import Call, Turn
@@ -100,6 +101,7 @@ class Runner:
         self.cache = cache
         self.estimator = CostEstimator()  # what a call holds of a budget before it is made
         self.inflight = InFlight()  # this process's calls per model, shared by its job threads
+        self.ahead = Ahead()  # decisions made in the jobs' start MULTIs (worker/ahead.py)
 
     def run(self, envelope: Envelope, rerun: bool = False, ran_before: bool = True,
             later: Later | None = None) -> ResultRecord:
@@ -321,16 +323,19 @@ class Runner:
     def _attempt(self, call: Call, spec: ModelSpec, trace: Trace, deadline_at: float, tokens: int,
                  max_wait_s: float) -> Generation:
         ports, model = self.ports, spec.id
-        images = 1 if isinstance(call.request, ImageRequest) else 0
-        max_wait_ms = int(min(max_wait_s, max(0.0, deadline_at - ports.clock())) * 1000)
-        cost = self.estimator.estimate(spec, tokens, images, call.request.generation.max_output_tokens)
-        decision = ports.limiter.acquire(model, requests=1, tokens=tokens, images=images, max_wait_ms=max_wait_ms,
-                                         cost_micro=cost)
+        ahead = self.ahead.take(trace.job_id, model)  # made in the job's start MULTI (worker/ahead.py)
+        if ahead is not None:
+            decision, wait_s = ahead.decision, ahead.delay_s(ports.clock())
+        else:
+            max_wait_ms = int(min(max_wait_s, max(0.0, deadline_at - ports.clock())) * 1000)
+            plan = self._plan(spec, call.request, tokens, max_wait_ms)
+            decision = ports.limiter.acquire(model, requests=1, tokens=plan.tokens, images=plan.images,
+                                             max_wait_ms=plan.max_wait_ms, cost_micro=plan.cost_micro)
+            wait_s = decision.delay_ms / 1000
         if decision.status == "unavailable":
             raise Skipped(decision.reason or "unavailable")
         if decision.status != "granted":
             raise NoCapacity(decision.wait_ms / 1000, decision.reason)
-        wait_s = decision.delay_ms / 1000
         if wait_s > 0:
             ports.sleep(wait_s)
         timeout_s = max(0.1, min(spec.timeout_s, deadline_at - ports.clock()))
@@ -349,6 +354,43 @@ class Runner:
         self._after_success(spec, tokens, gen, decision, trace)
         trace.attempt(model, "ok", ports.clock() - started, wait_s, decision.start_at_ms)
         return gen
+
+    def _plan(self, spec: ModelSpec, request: Request, tokens: int, max_wait_ms: int) -> Plan:
+        """What an acquire on ``spec`` asks for ``request``: one request, its tokens, its image, and where a
+        budget is set, its estimated cost (held until the call settles)."""
+        images = 1 if isinstance(request, ImageRequest) else 0
+        cost = self.estimator.estimate(spec, tokens, images, request.generation.max_output_tokens)
+        return Plan(spec.id, tokens, images, max_wait_ms, cost)
+
+    def first_acquire(self, envelope: Envelope) -> Plan | None:
+        """The acquire a first run of ``envelope`` makes first (its chain's head model, the first pass's wait),
+        for the worker to make ahead in the job's start MULTI; None where the run may make none: served from
+        the cache, or its prompt too long for the head model."""
+        request = envelope.request
+        if self.cache is not None and self.cache.wanted(request):
+            return None
+        spec = self._spec(self._begin(envelope, ran_before=False)[1].chain[0])
+        tokens = estimate_tokens(request)
+        if tokens > spec.input_token_limit:
+            return None
+        soon_s = min(self.config.spill_wait_s, self.config.max_limiter_wait_s)  # _walk's first pass
+        return self._plan(spec, request, tokens, int(min(soon_s, envelope.deadline_s) * 1000))
+
+    def release_ahead(self, job_id: str) -> None:
+        """The job ended without taking the decision made ahead for it: a grant goes back to the window (and
+        its budget hold). A probe's grant is not given back: the breaker's probe lease runs out on its own."""
+        grant = self.ahead.drop(job_id)
+        if grant is None or grant.decision.status != "granted":
+            return
+        plan, decision, limiter = grant.plan, grant.decision, self.ports.limiter
+        try:
+            if decision.hold is not None:
+                limiter.settle(plan.model, decision.start_at_ms, plan.tokens, plan.tokens, hold=decision.hold,
+                               actual_micro=0)
+            limiter.release(plan.model, decision.start_at_ms, requests=1, tokens=plan.tokens, images=plan.images)
+        except e.ServiceUnavailable as exc:
+            log.warning("job %s: could not give back its unused grant on %s (%s); it ages out of the window",
+                        job_id, plan.model, exc)
 
     def _after_success(self, spec: ModelSpec, tokens: int, gen: Generation, decision: Decision,
                        trace: Trace) -> None:

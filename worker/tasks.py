@@ -7,11 +7,13 @@ from typing import Any
 
 import pydantic
 from rq import get_current_job
+from rq.exceptions import DeserializationError
 from rq.job import Job
 
 from genpool.shared import contract, keys
 from genpool.shared.jobs import Envelope, ErrorInfo, ResultRecord
 from genpool.shared.metrics import MetricsBatch
+from genpool.worker.jobguard import GenpoolJob, RefusedJob
 from genpool.worker.rqcompat.job import GuardedJob
 from genpool.worker.runner import JobFailed
 from genpool.worker.runtime import get_runtime
@@ -23,12 +25,30 @@ def generate(envelope: Any) -> dict[str, str]:
     """Run one genpool job. The result record lives under genpool:result:<id>; this pointer to it is the
     job's return value, which RQ does not store for a genpool job (GenpoolJob.rq_result)."""
     runtime = get_runtime()
-    parsed = _parse(envelope)
     job = get_current_job()
+    parsed = job.envelope if isinstance(job, GenpoolJob) and job.envelope is not None else _parse(envelope)
     rerun, ran_before = _history(job)
     later = job.at_end if isinstance(job, GuardedJob) else None  # the record rides the job's end MULTI
     record = runtime.runner.run(parsed, rerun=rerun, ran_before=ran_before, later=later)
     return {"status": record.status, "result_key": keys.result(record.id)}
+
+
+def read_envelope(job: GenpoolJob) -> Envelope | None:
+    """The envelope of a job that runs ``generate``, parsed once (kept on the job for its run); None when the
+    job runs something else, or would be refused, or its payload is not a valid envelope: its run says why."""
+    if job.envelope is None:
+        try:
+            if job.resolve() is not generate:
+                return None
+            job.envelope = Envelope.model_validate(job.args[0])
+        except (RefusedJob, DeserializationError, pydantic.ValidationError):
+            return None
+    return job.envelope
+
+
+def started_before(job: Job) -> bool:
+    """Whether this run of ``job`` is not its first (see ``_history``)."""
+    return _history(job)[1]
 
 
 def _history(job: Job | None) -> tuple[bool, bool]:

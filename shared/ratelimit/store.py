@@ -14,6 +14,7 @@ from typing import Literal, Protocol
 
 import redis
 from redis import exceptions as rexc
+from redis.client import Pipeline
 
 from genpool.shared import keys
 from genpool.shared.errors import ConfigError, LimiterUnavailable
@@ -78,6 +79,34 @@ class RedisLimiter:
                 max_wait_ms: int = 0, cost_micro: int = 0) -> Decision:
         """Reserve ``requests``/``tokens``/``images`` in every dimension at one start time, or nothing; where a
         budget is set, ``cost_micro`` (the call's estimated cost) must fit it too and is held until settle."""
+        command, budget = self._acquire_command(model, requests, tokens, images, max_wait_ms, cost_micro)
+        reply = self._call(model, "acquire", self._scripts.acquire, command)
+        if is_unconfigured(reply):
+            self.seed(model, self._default_for(model))
+            reply = self._call(model, "acquire", self._scripts.acquire, command)
+        if is_unconfigured(reply):  # deleted again in between: give up, closed
+            raise ConfigError(f"rate limiter has no limits for model {model!r}")
+        return _decision(reply, budget)
+
+    def acquire_on(self, pipeline: Pipeline, model: str, requests: int = 1, tokens: int = 0, images: int = 0,
+                   max_wait_ms: int = 0, cost_micro: int = 0) -> Callable[[object], Decision | None]:
+        """``acquire`` queued on someone else's pipeline, to ride its round trip; the function returned reads
+        the reply. It answers None where there is no decision to use (the script is not loaded in this Redis
+        yet, the model has no limits yet, any error reply): the caller then acquires as usual, which loads
+        the script and seeds the limits. No error: the pipeline is run with ``raise_on_error=False``."""
+        command, budget = self._acquire_command(model, requests, tokens, images, max_wait_ms, cost_micro)
+        pipeline.execute_command("EVALSHA", self._scripts.acquire.sha, *command)
+
+        def read(reply: object) -> Decision | None:
+            if not isinstance(reply, bytes) or is_unconfigured(reply):
+                return None
+            return _decision(reply, budget)
+
+        return read
+
+    def _acquire_command(self, model: str, requests: int, tokens: int, images: int, max_wait_ms: int,
+                         cost_micro: int) -> tuple[tuple[object, ...], BudgetHold | None]:
+        """The acquire script's numkeys, keys and arguments; and the hold a grant takes where a budget is set."""
         if requests < 0 or tokens < 0 or images < 0 or max_wait_ms < 0 or cost_micro < 0:
             _require_non_negative(requests=requests, tokens=tokens, images=images, max_wait_ms=max_wait_ms,
                                   cost_micro=cost_micro)
@@ -85,18 +114,10 @@ class RedisLimiter:
         limits_key, window_key, state_key, slots_key = self._model_keys(model)
         command: tuple[object, ...] = (4, limits_key, window_key, state_key, slots_key, requests, tokens, images,
                                        max_wait_ms, self._utc_offset_ms(), self._probe_ms)
-        if budget_keys:  # only then: with no budget set, acquire reads nothing more
-            command = (4 + len(budget_keys), *command[1:5], *budget_keys, *command[5:], cost_micro)
-        reply = self._call(model, "acquire", self._scripts.acquire, command)
-        if is_unconfigured(reply):
-            self.seed(model, self._default_for(model))
-            reply = self._call(model, "acquire", self._scripts.acquire, command)
-        if is_unconfigured(reply):  # deleted again in between: give up, closed
-            raise ConfigError(f"rate limiter has no limits for model {model!r}")
-        decision = from_reply(reply)
-        if budget_keys and decision.granted:
-            decision = replace(decision, hold=BudgetHold(budget_keys, scopes, cost_micro))
-        return decision
+        if not budget_keys:  # with no budget set, acquire reads nothing more
+            return command, None
+        command = (4 + len(budget_keys), *command[1:5], *budget_keys, *command[5:], cost_micro)
+        return command, BudgetHold(budget_keys, scopes, cost_micro)
 
     def settle(self, model: str, start_ms: int, reserved_tokens: int, actual_tokens: int,
                hold: BudgetHold | None = None, actual_micro: int = 0) -> dict[str, float]:
@@ -212,6 +233,11 @@ class RedisLimiter:
             raise ConfigError(f"rate limiter has no limits for model {model!r}: add it to the catalog "
                               "or set them with `genpool limits set`")
         return self._defaults[model]
+
+
+def _decision(reply: bytes, budget: BudgetHold | None) -> Decision:
+    decision = from_reply(reply)
+    return replace(decision, hold=budget) if budget and decision.granted else decision
 
 
 def _named(hash_field: str, fields: Mapping[str, object]) -> bool:

@@ -5,15 +5,18 @@ RQ 3.0's own multi-queue dequeue pops with LPOP: a worker killed right after the
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import pytest
 import redis
 from rq import Queue
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from genpool.shared import keys
 from genpool.worker.pool import PoolWorker
 from genpool.worker.rqcompat.dequeue import SafeDequeue
+from tests.integration import rq_jobs
 
 pytestmark = pytest.mark.integration
 
@@ -103,14 +106,28 @@ def test_a_killed_scheduler_holder_frees_the_lock_within_seconds(real_redis) -> 
     assert survivor._scheduler.acquired_locks == {q.name for q in queues}
 
 
-def test_a_worker_takes_jobs_for_its_free_slots_and_gives_back_the_unstarted_at_its_stop(real_redis) -> None:
-    queues = _queues(real_redis)
-    jobs = [queues[1].enqueue("genpool.worker.tasks.generate", {"v": i}) for i in range(6)]
-    worker = PoolWorker(queues, connection=real_redis, concurrency=4, heartbeat_s=1)
+def test_jobs_taken_for_the_free_slots_start_together_in_one_multi_and_all_run(real_redis) -> None:
+    """One dequeue takes a job for every free slot; their starts are one MULTI (not one round trip each), and
+    a stop right after runs them all: started jobs are never given back to their queue."""
+    queue = Queue("takeall", connection=real_redis, serializer=JSONSerializer)
+    jobs = [queue.enqueue(rq_jobs.quick, i) for i in range(6)]
+    worker = PoolWorker([queue], connection=real_redis, concurrency=4, heartbeat_s=1, job_class=Job)
+    worker._tick()  # the heartbeat and the scheduler duty now, not inside the dequeue counted below
+    before = _calls(real_redis)
     first, _ = worker.dequeue_job_and_maintain_ttl(timeout=1)  # takes 4: this slot and 3 free ones
+    made = _calls(real_redis) - before
     assert first.id == jobs[0].id
-    assert queues[1].intermediate_queue.get_job_ids() == [j.id for j in jobs[:4]]
-    assert worker.dequeue_job_and_maintain_ttl(timeout=1)[0].id == jobs[1].id  # no round trip: already taken
-    worker.teardown()  # stopped before starting jobs 2 and 3: back at the front of their queue, in order
-    assert queues[1].get_job_ids() == [j.id for j in jobs[2:]]
-    assert queues[1].intermediate_queue.get_job_ids() == [j.id for j in jobs[:2]]  # taken: recovered if it died
+    assert made["exec"] == 1 and made["evalsha"] == 1, made  # the dequeue script, then one MULTI for 4 starts
+    assert queue.intermediate_queue.get_job_ids() == []
+    assert sorted(queue.started_job_registry.get_job_ids()) == sorted(j.id for j in jobs[:4])
+    assert [j.get_status(refresh=True) for j in jobs[:4]] == [JobStatus.STARTED] * 4
+    assert queue.get_job_ids() == [j.id for j in jobs[4:]]
+    worker.teardown()  # a warm stop: what started runs, in its dequeue order
+    assert [j.get_status(refresh=True) for j in jobs[:4]] == [JobStatus.FINISHED] * 4
+    assert [j.return_value() for j in jobs[:4]] == [0, 1, 2, 3]
+    assert queue.get_job_ids() == [j.id for j in jobs[4:]] and queue.started_job_registry.count == 0
+
+
+def _calls(conn: redis.Redis) -> Counter[str]:
+    stats = conn.info("commandstats")
+    return Counter({name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()})

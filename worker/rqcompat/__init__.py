@@ -10,7 +10,8 @@ lock's TTL), writes RQ's key layout from a Lua dequeue, the job class replaces `
 callbacks, and ``lean.py`` trims RQ's per-job bookkeeping (heartbeats and the suspension check by time,
 worker statistics batched, a job's start and its successful end in one MULTI each, a genpool job's
 end writing only what changed and no RQ result stream; #17); the dequeue script reads the jobs' hashes and
-takes a job for every free slot. RQ's own test suite runs against this worker in CI (tests/rqsuite): a new RQ release must pass
+takes a job for every free slot, and the jobs taken together start in one MULTI, which may carry a
+subclass's own commands (``ride_start``: genpool's first limiter acquire). RQ's own test suite runs against this worker in CI (tests/rqsuite): a new RQ release must pass
 it before the range widens.
 
 Nothing else in genpool imports RQ's private names; the rest of the worker subclasses what is here.

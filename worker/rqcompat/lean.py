@@ -11,7 +11,9 @@ RQ writes, for every job, things a concurrent worker keeps current by time inste
   ``work()`` runs and written with the heartbeat and when ``work()`` returns (``rq info`` and rq-dashboard
   see them up to a heartbeat late);
 - the execution record, the started registry, the job's ``started`` fields and its removal from the
-  intermediate list go in one MULTI (RQ uses two, plus a job heartbeat the ``started`` fields repeat);
+  intermediate list go in one MULTI (RQ uses two, plus a job heartbeat the ``started`` fields repeat),
+  one MULTI for all the jobs one dequeue took (``start_executions``), and a subclass may queue its own
+  commands on it (``ride_start``: genpool's first limiter acquire, one round trip less a job);
 - the job heartbeat RQ writes when the job function returns is not sent: the job's final save writes the
   same ``last_heartbeat`` field a moment later;
 - a successful job's end is one MULTI (RQ: WATCH, SMEMBERS, then the MULTI: three round trips), without
@@ -30,8 +32,10 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -49,8 +53,22 @@ from rq.worker.base import WorkerStatus
 
 from genpool.worker.rqcompat.job import GuardedJob
 
+log = logging.getLogger("genpool.worker")
+
 #: How soon ``rq suspend`` stops a worker from taking new jobs.
 SUSPENSION_CHECK_S = 1.0
+
+
+class _RideAborted(Exception):
+    """A command riding a job's start was refused as it was queued: the MULTI was discarded."""
+
+
+def _read_riders(riders: list[tuple[Callable[[list[Any]], None], int, int]], replies: list[Any]) -> None:
+    for rider, start, end in riders:
+        try:
+            rider(replies[start:end])
+        except Exception:  # noqa: BLE001 - the job has started: what rode along must not undo that
+            log.exception("reading the replies of the commands riding a job's start failed")
 
 
 class LeanWorker(SimpleWorker):
@@ -80,18 +98,75 @@ class LeanWorker(SimpleWorker):
     def start_execution(self, job: Job) -> Execution:
         """RQ's ``prepare_execution`` and ``prepare_job_execution`` in one MULTI (the worker's own path;
         RQ's two steps still work when called one after the other)."""
+        return self.start_executions([job])[0]
+
+    def start_executions(self, jobs: Sequence[Job]) -> list[Execution]:
+        """``start_execution`` for jobs dequeued together, in one MULTI for all, with what the subclass queues
+        on it (``ride_start``). A MULTI its commands made fail (a queue-time error discards the whole MULTI)
+        is sent again without them: the jobs start in any case."""
+        try:
+            executions = self._start(jobs, ride=True)
+        except _RideAborted as exc:
+            log.error("the commands riding the start of %s aborted it (%s); starting without them",
+                      ", ".join(job.id for job in jobs), exc.__cause__)
+            executions = self._start(jobs, ride=False)
+        self._prepared.update(job.id for job in jobs)
+        return executions
+
+    def _start(self, jobs: Sequence[Job], ride: bool) -> list[Execution]:
+        executions: list[Execution] = []
+        rq_spans: list[tuple[int, int]] = []  # where RQ's own commands' replies are
+        riders: list[tuple[Callable[[list[Any]], None], int, int]] = []  # what reads, where its replies are
         with self.connection.pipeline() as pipe:
-            execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name=self.name)
-            self.executions[execution.id] = execution
             if self.get_state() != WorkerStatus.BUSY:
                 self.set_state(WorkerStatus.BUSY, pipeline=pipe)
-            job.prepare_for_execution(self.name, pipeline=pipe)
-            pipe.persist(job.key)
-            queue_key = self.queue_class.redis_queue_namespace_prefix + job.origin
-            pipe.lrem(IntermediateQueue.get_intermediate_queue_key(queue_key), 1, job.id)
-            pipe.execute()
-        self._prepared.add(job.id)
+            rq_spans.append((0, len(pipe)))
+            for job in jobs:
+                start = len(pipe)
+                executions.append(self._queue_start(job, pipe))
+                rq_spans.append((start, len(pipe)))
+                rider = self._ride(job, pipe) if ride else None
+                if rider is not None:
+                    riders.append((rider, rq_spans[-1][1], len(pipe)))
+            try:
+                replies = pipe.execute(raise_on_error=not riders)
+            except redis.ResponseError as exc:
+                if not riders:
+                    raise
+                # With riders, errors in the EXEC come back as replies: this one was refused as it was queued,
+                # which discards the whole MULTI (nothing was written).
+                raise _RideAborted from exc
+        for reply in (reply for start, end in rq_spans for reply in replies[start:end]):
+            if isinstance(reply, Exception):  # RQ's own commands: an error raises as it would have
+                raise reply
+        for execution in executions:
+            self.executions[execution.id] = execution
+        _read_riders(riders, replies)
+        return executions
+
+    def _queue_start(self, job: Job, pipe: Pipeline) -> Execution:
+        """RQ's writes for a job's start: its execution, its ``started`` fields, out of the intermediate list."""
+        execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name=self.name)
+        job.prepare_for_execution(self.name, pipeline=pipe)
+        pipe.persist(job.key)
+        queue_key = self.queue_class.redis_queue_namespace_prefix + job.origin
+        pipe.lrem(IntermediateQueue.get_intermediate_queue_key(queue_key), 1, job.id)
         return execution
+
+    def _ride(self, job: Job, pipeline: Pipeline) -> Callable[[list[Any]], None] | None:
+        try:
+            return self.ride_start(job, pipeline)
+        except Exception as exc:  # noqa: BLE001 - the job starts without it
+            log.warning("job %s: nothing rides its start: %s: %s", job.id, type(exc).__name__, exc)
+            return None
+
+    def ride_start(self, job: Job, pipeline: Pipeline) -> Callable[[list[Any]], None] | None:
+        """For subclasses: queue commands on the job's start MULTI (after RQ's own, once the job's
+        ``prepare_for_execution`` ran) to save them a round trip of their own; return what reads their
+        replies (error replies come as exceptions, in order), called once the MULTI went through. None:
+        nothing queued. Queue nothing before a step that may raise: an error is logged and the job starts
+        without its rider."""
+        return None
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         if job.id in self._prepared:

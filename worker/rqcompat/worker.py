@@ -11,8 +11,9 @@ Everything else keeps RQ's semantics; where RQ's code assumes one job at a time,
   ``maintain_heartbeats`` does;
 - dead workers' dequeued-but-never-started jobs are requeued under RQ's per-queue maintenance lock;
 - one dequeue takes a job for every free slot (in priority order, RQ's default strategy; up to
-  ``PREFETCH_MAX`` more; one round trip, each job's hash read with it); they start as the main thread
-  loops, and a stopping worker gives back those it had not started (to the front of their queues);
+  ``PREFETCH_MAX`` more; one round trip, each job's hash read with it), and they start together: one
+  MULTI for all their starts (RQ: one per job), then each runs on its slot (``execute_job`` is still called
+  once per job). A stop right after runs them: a started job is never given back to its queue;
 - a cold shutdown (second SIGTERM / SIGINT) records the worker's death at once instead of waiting for the
   jobs in flight (threads cannot be killed like a work horse; ``cold_shutdown`` tells the caller to exit).
 RQ's SIGALRM job timeout works only in the main thread, so jobs are not timed out here (``NoDeathPenalty``):
@@ -87,7 +88,10 @@ class ThreadedWorker(LeanWorker):
         self._last_tick = 0.0
         self._last_schedule = 0.0
         self._safe_dequeue = SafeDequeue(self.connection, self.job_class.redis_job_namespace_prefix)
-        self._popped: deque[Popped] = deque()  # taken with the last dequeue for the free slots, not started yet
+        self._popped: deque[Popped] = deque()  # taken with the last dequeue, not started yet
+        # Jobs started together with those dequeued with them, not running yet, in dequeue order.
+        self._started: dict[str, tuple[Job, Queue, Execution]] = {}
+        self._running_started = False
         self._scheduler = SchedulerDuty(self.queues, self.connection, self.serializer, f"{self.name}-scheduler",
                                         lock_ttl_s=self.get_heartbeat_ttl(None))
         self.on_tick: list[Any] = []
@@ -130,15 +134,37 @@ class ThreadedWorker(LeanWorker):
             log.error("heartbeat failed, Redis unreachable: %s", exc)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        """Start the job (unless it started with the jobs dequeued with it) and run it on a job thread; then
+        the jobs that started with it, in their dequeue order."""
+        started = self._started.pop(job.id, None)
+        if started is not None:
+            execution = started[2]
+        else:
+            try:
+                execution = self.start_execution(job)
+            except _REDIS_DOWN as exc:
+                # Nothing was written (one MULTI): the job id stays in its queue's intermediate list, where
+                # _recover_intermediate finds it once Redis is back; this slot is free again meanwhile.
+                log.error("job %s: cannot start it, Redis unreachable (%s); it is requeued when Redis is back",
+                          job.id, exc)
+                self._slots.release()
+                return
+        self._submit(job, queue, execution)
+        if not self._running_started:
+            self._run_started()
+
+    def _run_started(self) -> None:
+        """Run the jobs that started together with the one RQ's loop took (or, at a stop, before it)."""
+        self._running_started = True
         try:
-            execution = self.start_execution(job)
-        except _REDIS_DOWN as exc:
-            # Nothing was written (one MULTI): the job id stays in its queue's intermediate list, where
-            # _recover_intermediate finds it once Redis is back; this slot is free again meanwhile.
-            log.error("job %s: cannot start it, Redis unreachable (%s); it is requeued when Redis is back",
-                      job.id, exc)
-            self._slots.release()
-            return
+            while self._started:
+                job, queue, _ = next(iter(self._started.values()))
+                self._dequeued(job, queue)
+                self.execute_job(job, queue)  # RQ's hook, once per job (subclasses and RQ's tests wrap it)
+        finally:
+            self._running_started = False
+
+    def _submit(self, job: Job, queue: Queue, execution: Execution) -> None:
         with self._inflight_lock:
             self._inflight[job.id] = (job, execution)
         if self._executor is None:  # one pool per work() run: teardown shuts it down
@@ -201,6 +227,8 @@ class ThreadedWorker(LeanWorker):
     def teardown(self) -> None:
         """Warm shutdown: let in-flight jobs finish (heartbeats continue meanwhile). Cold: do not wait."""
         try:
+            if not self.cold_shutdown:
+                self._run_started()  # started: they run (a cold stop leaves them to RQ's abandoned-job rule)
             while self._inflight and not self.cold_shutdown:
                 self._tick()
                 self._job_done.wait(0.05)
@@ -315,10 +343,17 @@ class ThreadedWorker(LeanWorker):
         if wait_s is not None and idle_left_s is not None:
             wait_s = max(0.05, min(wait_s, idle_left_s))
         if not self._popped:
-            spare = max(0, min(PREFETCH_MAX, self.concurrency - len(self._inflight) - 1))  # free slots but this one
-            if self.max_jobs is not None or self._dequeue_strategy not in (None, DequeueStrategy.DEFAULT):
-                spare = 0  # work(max_jobs): none beyond them; round robin / random reorder after every job
-            self._popped.extend(self._safe_dequeue.pop(self._ordered_queues, wait_s, count=1 + spare))
+            spare = self._reserve_slots()
+            try:
+                popped = self._safe_dequeue.pop(self._ordered_queues, wait_s, count=1 + spare)
+            except BaseException:
+                self._release_slots(spare)
+                raise
+            self._release_slots(spare - max(0, len(popped) - 1))
+            if len(popped) > 1 and all(hit.fields is not None and ":" not in hit.job_id for hit in popped):
+                return self._start_together(popped)
+            self._popped.extend(popped)
+            self._release_slots(max(0, len(popped) - 1))  # these start one by one, each on a slot of its own
         if not self._popped:
             return None
         hit = self._popped.popleft()
@@ -327,6 +362,39 @@ class ThreadedWorker(LeanWorker):
                 self.connection, hit.queue_key, hit.job_id, job_class=self.job_class, serializer=self.serializer,
                 death_penalty_class=self.death_penalty_class)
         return self._restore(hit)
+
+    def _reserve_slots(self) -> int:
+        """Take the free slots beyond the one this dequeue fills (at most PREFETCH_MAX): the jobs the same
+        dequeue takes for them start with it and run on them."""
+        if self.max_jobs is not None or self._dequeue_strategy not in (None, DequeueStrategy.DEFAULT):
+            return 0  # work(max_jobs): none beyond them; round robin / random reorder after every job
+        taken = 0
+        while taken < PREFETCH_MAX and self._slots.acquire(blocking=False):
+            taken += 1
+        return taken
+
+    def _release_slots(self, count: int) -> None:
+        for _ in range(count):
+            self._slots.release()
+
+    def _start_together(self, popped: list[Popped]) -> Dequeued | None:
+        """Jobs dequeued together start together (one MULTI for all their starts): the first goes back to
+        RQ's loop, whose ``execute_job`` then runs the others, each on the slot reserved for it."""
+        dequeued = [found for found in map(self._restore, popped) if found is not None]
+        self._release_slots(len(popped) - max(1, len(dequeued)))  # hashes gone: their slots are free again
+        if not dequeued:
+            return None
+        try:
+            executions = self.start_executions([job for job, _ in dequeued])
+        except _REDIS_DOWN as exc:
+            # Nothing was written (one MULTI): the ids stay in their intermediate lists (see execute_job).
+            log.error("jobs %s: cannot start them, Redis unreachable (%s); they are requeued when Redis is back",
+                      ", ".join(job.id for job, _ in dequeued), exc)
+            self._release_slots(len(dequeued) - 1)
+            return None
+        for (job, queue), execution in zip(dequeued, executions, strict=True):
+            self._started[job.id] = (job, queue, execution)
+        return dequeued[0]
 
     def _restore(self, hit: Popped) -> Dequeued | None:
         """RQ's ``_fetch_dequeued_job`` from the hash the dequeue script read: None when the job hash is gone."""
