@@ -133,9 +133,10 @@ def gap(f: dict[str, Any]) -> str:
     return (
         f"What stands above the sum of the parts measured alone: the worker's {f['concurrency']} job threads cost {f['job_ms'] - in_place:.2f} ms "
         f"a job more than the same jobs run in place on one thread ({in_place:.2f} ms, the sections table): a job "
-        "blocks ~6 times (the dequeue, its start, acquire, the Gemini call, the S3 put, its end with its record) and "
-        "takes the GIL back from 31 other threads each time (the no-op job: three times, its dequeue, start and "
-        "end). In the sections table, the parts themselves cost more inside a job than "
+        "blocks ~4 times (the Gemini call, the S3 put, its end with its record, and its share of the dequeue and "
+        "of the start MULTI it shares with the jobs taken with it, which carries its first acquire) and takes the "
+        "GIL back from 31 other threads each time (the no-op job: its end, and its share of a dequeue and a "
+        "start). In the sections table, the parts themselves cost more inside a job than "
         f"alone in a loop (the Gemini call {sec[call]:.2f} ms in the job vs {alone[call]:.2f} ms alone, the S3 put "
         f"{sec[put]:.2f} vs {alone[put]:.2f} ms with the same client): between two calls a job runs RQ's, boto3's "
         "and redis-py's code, so caches and branch predictors start cold, and the raw parts are measured in a "
@@ -143,8 +144,9 @@ def gap(f: dict[str, Any]) -> str:
         "median after another call, 1.79 ms after an S3 put and five Redis GETs). The S3 put also carries the "
         "object's metadata (what a re-run rebuilds a paid answer's record from, worker/runner.py `_recover`; one "
         "packed header) and 2 tags, which the raw put (same client) does not. "
-        f"genpool's own Redis work outside RQ's end is {own:.2f} ms a job: the limiter's acquire "
-        "and the envelope's validation (Redis is a trust boundary); the record (with the announcement for a "
+        f"genpool's own work outside RQ's start and end is {own:.2f} ms a job: the envelope's validation (Redis is "
+        "a trust boundary) and the limiter's acquire where it makes its own (the first one rides the job's start "
+        "MULTI); the record (with the announcement for a "
         "waiting producer) is written in RQ's end MULTI, whose row includes it; each round trip is ~0.1 ms of "
         "redis-py.\n\n"
         "Removed in #17: the per-job metrics pipeline (summed per process, written every second), the result "
@@ -157,9 +159,9 @@ def gap(f: dict[str, Any]) -> str:
         "cheapest put boto3 makes), the 100-continue handshake of a small body, botocore's User-Agent rebuilt "
         "twice a put (one set in the client's Config), six of the seven metadata headers (packed into one), a "
         "tenacity Retrying built for a first attempt that succeeds (the model call's and the upload's), and full "
-        "collections scanning the startup heap (frozen before the first job). Not removed: the S3 "
-        "metadata (the re-run guard reads it; README documents it), the envelope's validation, the limiter's "
-        "round trip."
+        "collections scanning the startup heap (frozen before the first job), the first acquire's round trip "
+        "(it rides the start MULTI, which the jobs of one dequeue share). Not removed: the S3 metadata (the "
+        "re-run guard reads it; README documents it), the envelope's validation."
     )
 
 
