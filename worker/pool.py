@@ -77,7 +77,10 @@ class PoolWorker(ThreadedWorker):
         finally:
             runner = self._ahead_of.pop(job.id, None)
             if runner is not None:  # a decision made ahead that the run did not take: a grant goes back
-                runner.release_ahead(job.id)
+                try:
+                    runner.release_ahead(job.id)
+                except Exception:  # noqa: BLE001 - the job's own outcome is recorded; this is bookkeeping
+                    log.exception("job %s: giving back its unused grant failed; it ages out of the window", job.id)
 
     def on_job_failure(self, job: Job, queue: Queue, execution: Execution, exc: BaseException | None) -> bool:
         if isinstance(exc, Deferred):

@@ -378,7 +378,7 @@ class Runner:
 
     def release_ahead(self, job_id: str) -> None:
         """The job ended without taking the decision made ahead for it: a grant goes back to the window (and
-        its budget hold). A probe's grant is not given back: the breaker's probe lease runs out on its own."""
+        its budget hold). A probe's lease is not given back: it runs out on its own (``probe_ms``)."""
         grant = self.ahead.drop(job_id)
         if grant is None or grant.decision.status != "granted":
             return

@@ -131,3 +131,22 @@ def test_jobs_taken_for_the_free_slots_start_together_in_one_multi_and_all_run(r
 def _calls(conn: redis.Redis) -> Counter[str]:
     stats = conn.info("commandstats")
     return Counter({name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()})
+
+
+def test_a_job_hash_rq_cannot_read_leaves_the_jobs_taken_with_it_to_start_one_by_one(real_redis) -> None:
+    """As before jobs started together: the readable ones run, the unreadable one fails its dequeue with its
+    id, the ones not started yet go back to their queue at a stop."""
+    queue = Queue("takeall-bad", connection=real_redis, serializer=JSONSerializer)
+    jobs = [queue.enqueue(rq_jobs.quick, i) for i in range(3)]
+    real_redis.hset(jobs[1].key, "created_at", "not a date")
+    worker = PoolWorker([queue], connection=real_redis, concurrency=4, heartbeat_s=1, job_class=Job)
+    first, _ = worker.dequeue_job_and_maintain_ttl(timeout=1)
+    assert first.id == jobs[0].id and queue.started_job_registry.count == 0  # not started with the others
+    worker.execute_job(first, queue)
+    with pytest.raises(ValueError) as raised:
+        worker.dequeue_job_and_maintain_ttl(timeout=1)
+    assert getattr(raised.value, "job_id", None) == jobs[1].id
+    worker.teardown()
+    assert jobs[0].get_status(refresh=True) == JobStatus.FINISHED
+    assert queue.get_job_ids() == [jobs[2].id]  # given back, unstarted
+    assert sum(worker._slots.acquire(blocking=False) for _ in range(5)) == 4  # no slot leaked

@@ -354,6 +354,9 @@ class ThreadedWorker(LeanWorker):
                 return self._start_together(popped)
             self._popped.extend(popped)
             self._release_slots(max(0, len(popped) - 1))  # these start one by one, each on a slot of its own
+        return self._next_popped()
+
+    def _next_popped(self) -> Dequeued | None:
         if not self._popped:
             return None
         hit = self._popped.popleft()
@@ -380,7 +383,12 @@ class ThreadedWorker(LeanWorker):
     def _start_together(self, popped: list[Popped]) -> Dequeued | None:
         """Jobs dequeued together start together (one MULTI for all their starts): the first goes back to
         RQ's loop, whose ``execute_job`` then runs the others, each on the slot reserved for it."""
-        dequeued = [found for found in map(self._restore, popped) if found is not None]
+        try:
+            dequeued = [found for found in map(self._restore, popped) if found is not None]
+        except Exception:  # a hash RQ cannot read: one by one, as they would have been (the others stay taken)
+            self._popped.extend(popped)
+            self._release_slots(len(popped) - 1)
+            return self._next_popped()
         self._release_slots(len(popped) - max(1, len(dequeued)))  # hashes gone: their slots are free again
         if not dequeued:
             return None
