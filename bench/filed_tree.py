@@ -1,7 +1,7 @@
 """The code an issue was filed against, runnable beside the current one: a same-run baseline (#17).
 
 ``materialize(commit, into)`` writes that commit's tree (``git archive``) and a site folder whose ``genpool``
-package maps the tree's top-level folders the way the editable install maps the checkout's. A process
+package maps the tree's top-level packages the way the editable install maps the checkout's. A process
 started with ``PYTHONPATH=<site>`` imports that commit's genpool, with today's dependencies. The
 ``PRODUCER`` script, run that way, submits and waits with that commit's own client.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCER = Path(__file__).resolve().parent / "filed_producer.py"
-FOLDERS = ("shared", "producer", "worker", "ops", "sim", "devstack")
+NOT_MAPPED = frozenset(("genpool", "tests", "bench"))  # the package itself, and what is never installed
 
 
 def materialize(commit: str, into: Path) -> Path | None:
@@ -35,7 +35,7 @@ def materialize(commit: str, into: Path) -> Path | None:
     package.mkdir(parents=True)
     for entry in (tree / "genpool").iterdir():
         (package / entry.name).symlink_to(entry)
-    for folder in FOLDERS:
-        if (tree / folder).is_dir():
-            (package / folder).symlink_to(tree / folder, target_is_directory=True)
+    for folder in tree.iterdir():  # each top-level package becomes genpool.<folder>, as the editable install maps it
+        if folder.name not in NOT_MAPPED and (folder / "__init__.py").is_file():
+            (package / folder.name).symlink_to(folder, target_is_directory=True)
     return site

@@ -145,10 +145,7 @@ class Runner:
     def _begin(self, envelope: Envelope, ran_before: bool) -> tuple[ResultRecord | None, Route]:
         """The job's record if it ran before and has one; its route, resolved in memory from the routing in
         force, or the one an earlier run pinned (a deferred job finishes on the chain it started with)."""
-        request = envelope.request
-        route = self.routing.table.route(request.kind, envelope.job_id, request.model)
-        route = replace(route, chain=self.catalog.chain_for(request.kind, request.model, request.allow_fallback,
-                                                            base=route.chain))
+        route = self._route(envelope)
         if not ran_before:
             return None, route
         existing, pinned = self.ports.results.begin(envelope.job_id, route.to_text())
@@ -157,6 +154,13 @@ class Runner:
         except ValueError:
             log.warning("job %s: unreadable route pin %r; running on %s", envelope.job_id, pinned, route.to_text())
             return existing, route
+
+    def _route(self, envelope: Envelope) -> Route:
+        """The job's route in the routing in force (in memory): its arm's chain, as its request narrows it."""
+        request = envelope.request
+        route = self.routing.table.route(request.kind, envelope.job_id, request.model)
+        return replace(route, chain=self.catalog.chain_for(request.kind, request.model, request.allow_fallback,
+                                                           base=route.chain))
 
     def _paid(self, envelope: Envelope, trace: Trace, call: Call, history: list[Turn],
               deadline_at: float, later: Later | None = None) -> tuple[ResultRecord, Generation]:
@@ -369,7 +373,7 @@ class Runner:
         request = envelope.request
         if self.cache is not None and self.cache.wanted(request):
             return None
-        spec = self._spec(self._begin(envelope, ran_before=False)[1].chain[0])
+        spec = self._spec(self._route(envelope).chain[0])
         tokens = estimate_tokens(request)
         if tokens > spec.input_token_limit:
             return None

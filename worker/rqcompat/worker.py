@@ -349,11 +349,11 @@ class ThreadedWorker(LeanWorker):
             except BaseException:
                 self._release_slots(spare)
                 raise
-            self._release_slots(spare - max(0, len(popped) - 1))
             if len(popped) > 1 and all(hit.fields is not None and ":" not in hit.job_id for hit in popped):
+                self._release_slots(spare - (len(popped) - 1))
                 return self._start_together(popped)
+            self._release_slots(spare)  # one job, or jobs that start one by one, each on a slot of its own
             self._popped.extend(popped)
-            self._release_slots(max(0, len(popped) - 1))  # these start one by one, each on a slot of its own
         return self._next_popped()
 
     def _next_popped(self) -> Dequeued | None:
